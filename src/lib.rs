@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod intezer;
+pub mod quota;
+pub mod simulator;

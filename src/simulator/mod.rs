@@ -1,0 +1,2 @@
+//! Embedded simulators of the Intezer API and the Assemblyline service
+//! server, for demos and tests. They listen on 127.0.0.1 only.
