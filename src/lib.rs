@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+pub mod assemblyline;
 pub mod config;
 pub mod intezer;
 pub mod quota;
