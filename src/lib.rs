@@ -4,4 +4,5 @@ pub mod assemblyline;
 pub mod config;
 pub mod intezer;
 pub mod quota;
+pub mod report;
 pub mod simulator;
