@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+pub mod actors;
 pub mod assemblyline;
 pub mod config;
 pub mod intezer;

@@ -1,0 +1,279 @@
+//! The pipeline: the actors that analyse one file, and the flow that takes a
+//! task through them.
+//!
+//! IntezerLookup finds the file's analysis; when Intezer does not know the
+//! file and submission is allowed, the Submitter uploads it and the
+//! AnalysisWatcher waits for the analysis; the ResultBuilder renders the
+//! result. TaskIntake (for `serve`) and the `scan` command both drive tasks
+//! through [`Pipeline::analyse`], which always returns exactly one outcome.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Supervised, Supervisor, SyncArbiter};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::analysis_watcher::{AnalysisWatcher, WatchAnalysis, WatchError, WatchOutcome};
+use super::hasher::Hasher;
+use super::intezer_lookup::{FetchAnalysis, FetchIocs, IntezerLookup, LookupHash, LookupOutcome};
+use super::result_builder::{BuildResult, Findings, ResultBuilder};
+use super::stage::{Stage, StageError};
+use super::submitter::{SubmitFile, Submitter};
+use crate::assemblyline::{ServiceIdentity, Task, TaskFailure};
+use crate::config::{ServiceConfig, SubmissionParams};
+use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError};
+use crate::report::main_verdict;
+
+/// Threads of the Hasher's `SyncArbiter`.
+const HASHER_THREADS: usize = 2;
+
+/// The outcome of one task: exactly one of these is posted.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// The result JSON.
+    Result(Value),
+    Error(TaskFailure),
+}
+
+/// Everything the pipeline needs to start.
+pub struct PipelineSettings {
+    pub config: Arc<ServiceConfig>,
+    pub identity: Arc<ServiceIdentity>,
+    /// Submission parameter defaults, lowest precedence first: the
+    /// manifest's, then the server's.
+    pub param_defaults: Vec<Map<String, Value>>,
+    pub client: Arc<IntezerClient>,
+    /// Tasks in flight at once; sizes the actors' mailboxes.
+    pub concurrency: usize,
+}
+
+/// The running actors of the pipeline.
+pub struct Pipeline {
+    pub hasher: Arc<Stage<Hasher>>,
+    pub lookup: Arc<Stage<IntezerLookup>>,
+    pub submitter: Arc<Stage<Submitter>>,
+    pub watcher: Arc<Stage<AnalysisWatcher>>,
+    pub builder: Arc<Stage<ResultBuilder>>,
+    config: Arc<ServiceConfig>,
+    param_defaults: Vec<Map<String, Value>>,
+}
+
+impl Supervised for IntezerLookup {}
+impl Supervised for Submitter {}
+impl Supervised for AnalysisWatcher {}
+impl Supervised for ResultBuilder {}
+
+impl Pipeline {
+    /// Starts every actor. Must run inside an actix `System`.
+    pub fn start(settings: PipelineSettings) -> Pipeline {
+        let capacity = settings.concurrency.max(1);
+        let hasher = Arc::new(Stage::start("Hasher", || SyncArbiter::start(HASHER_THREADS, || Hasher)));
+
+        let client = settings.client.clone();
+        let lookup = Arc::new(Stage::start("IntezerLookup", move || {
+            let client = client.clone();
+            Supervisor::start(move |_| IntezerLookup::new(client.clone(), capacity))
+        }));
+
+        let client = settings.client.clone();
+        let submitter = Arc::new(Stage::start("Submitter", move || {
+            let client = client.clone();
+            Supervisor::start(move |_| Submitter::new(client.clone(), capacity))
+        }));
+
+        let watcher_lookup = lookup.clone();
+        let watcher = Arc::new(Stage::start("AnalysisWatcher", move || {
+            let lookup = watcher_lookup.clone();
+            Supervisor::start(move |_| AnalysisWatcher::new(lookup.clone(), capacity))
+        }));
+
+        let config = settings.config.clone();
+        let identity = settings.identity.clone();
+        let builder = Arc::new(Stage::start("ResultBuilder", move || {
+            let (config, identity) = (config.clone(), identity.clone());
+            ResultBuilder::new(config, identity, capacity).start()
+        }));
+
+        Pipeline {
+            hasher,
+            lookup,
+            submitter,
+            watcher,
+            builder,
+            config: settings.config,
+            param_defaults: settings.param_defaults,
+        }
+    }
+
+    /// Analyses `file` for `task` and returns the result or the error to
+    /// post. Never panics and never returns without an outcome; the caller
+    /// bounds it by `deadline`.
+    pub async fn analyse(&self, task: &Task, file: &Path, started: DateTime<Utc>, deadline: Instant) -> TaskOutcome {
+        let findings = match self.find(task, file, deadline).await {
+            Ok(findings) => findings,
+            Err(failure) => return TaskOutcome::Error(failure),
+        };
+        let message = BuildResult { task: task.clone(), findings, started };
+        match self.builder.send(message).await {
+            Ok(result) => TaskOutcome::Result(result),
+            Err(err) => TaskOutcome::Error(stage_failure(&err)),
+        }
+    }
+
+    async fn find(&self, task: &Task, file: &Path, deadline: Instant) -> Result<Findings, TaskFailure> {
+        let layers = self.param_defaults.iter().chain(std::iter::once(&task.service_config));
+        let params = SubmissionParams::resolve(layers)
+            .map_err(|err| TaskFailure::nonrecoverable(format!("invalid submission parameters: {err}")))?;
+
+        let analysis = match &params.analysis_id {
+            Some(analysis_id) => match self.analysis_by_id(task, analysis_id, deadline).await? {
+                Some(analysis) => analysis,
+                None => {
+                    return Ok(Findings::Note {
+                        title: "Intezer analysis not found".to_string(),
+                        lines: vec![format!(
+                            "Intezer has no analysis {analysis_id}, named by the analysis_id submission parameter."
+                        )],
+                    })
+                }
+            },
+            None => match self.analysis_by_hash(task, file, &params, deadline).await? {
+                Some(analysis) => analysis,
+                None => return Ok(Findings::Empty),
+            },
+        };
+
+        if main_verdict(&analysis, &self.config).is_none() {
+            return Ok(Findings::Empty);
+        }
+        let message = FetchIocs { analysis_id: analysis.analysis_id.clone(), deadline };
+        let iocs = self
+            .lookup
+            .call(message)
+            .await
+            .map_err(|err| stage_failure(&err))?
+            .map_err(|err| intezer_failure(&err, "reading the analysis IOCs"))?;
+        Ok(Findings::Analysis { analysis: Box::new(analysis), iocs })
+    }
+
+    /// The analysis named by the `analysis_id` parameter, waited for if it is
+    /// still running. `None` when Intezer does not know the id.
+    async fn analysis_by_id(&self, task: &Task, analysis_id: &str, deadline: Instant) -> Result<Option<Analysis>, TaskFailure> {
+        let message = FetchAnalysis { analysis_id: analysis_id.to_string(), deadline };
+        let answer = self.lookup.call(message).await.map_err(|err| stage_failure(&err))?;
+        match answer {
+            Ok(AnalysisState::Finished(analysis)) => Ok(Some(analysis)),
+            Ok(AnalysisState::Failed) => Err(failed_analysis(task, analysis_id)),
+            Ok(AnalysisState::Running { .. }) => self.wait(task, analysis_id, deadline).await.map(Some),
+            Err(IntezerError::NotFound { .. }) => {
+                warn!(sid = %task.sid, analysis_id, "the analysis_id parameter names an unknown analysis");
+                Ok(None)
+            }
+            Err(err) => Err(intezer_failure(&err, "reading the analysis named by analysis_id")),
+        }
+    }
+
+    /// The latest analysis of the file, submitting it first when Intezer
+    /// does not know it and both switches allow it.
+    async fn analysis_by_hash(
+        &self,
+        task: &Task,
+        file: &Path,
+        params: &SubmissionParams,
+        deadline: Instant,
+    ) -> Result<Option<Analysis>, TaskFailure> {
+        let message =
+            LookupHash { sha256: task.sha256.clone(), private_only: self.config.private_only, deadline };
+        let answer = self.lookup.call(message).await.map_err(|err| stage_failure(&err))?;
+        match answer {
+            Ok(LookupOutcome::Found(analysis)) => return Ok(Some(analysis)),
+            Ok(LookupOutcome::NotFound) | Ok(LookupOutcome::Gone) => {}
+            Err(err) => return Err(intezer_failure(&err, "looking the file up")),
+        }
+
+        if !self.config.allow_dynamic_submit || !params.dynamic_submit {
+            info!(
+                sid = %task.sid,
+                sha256 = %task.sha256,
+                allow_dynamic_submit = self.config.allow_dynamic_submit,
+                dynamic_submit = params.dynamic_submit,
+                "Intezer does not know the file and submission is off"
+            );
+            return Ok(None);
+        }
+
+        let message = SubmitFile {
+            path: file.to_path_buf(),
+            file_name: task.file_name.clone(),
+            sha256: task.sha256.clone(),
+            deadline,
+        };
+        let submitted = match self.submitter.call(message).await.map_err(|err| stage_failure(&err))? {
+            Ok(submitted) => submitted,
+            Err(
+                err @ (IntezerError::UnsupportedFileType
+                | IntezerError::FileTooLarge
+                | IntezerError::PasswordProtected
+                | IntezerError::SkippedByRule),
+            ) => {
+                info!(sid = %task.sid, sha256 = %task.sha256, reason = %err, "Intezer cannot analyse the file");
+                return Ok(None);
+            }
+            Err(err) => return Err(intezer_failure(&err, "submitting the file")),
+        };
+        self.wait(task, submitted.analysis_id(), deadline).await.map(Some)
+    }
+
+    /// Waits for a running analysis until it finishes, the configured
+    /// analysis timeout passes, or the task deadline comes near.
+    async fn wait(&self, task: &Task, analysis_id: &str, deadline: Instant) -> Result<Analysis, TaskFailure> {
+        let limit = Instant::now() + Duration::from_secs(self.config.analysis_timeout_in_seconds);
+        let message = WatchAnalysis {
+            analysis_id: analysis_id.to_string(),
+            poll_interval: Duration::from_secs(self.config.polling_period_in_seconds.max(1)),
+            wait_until: limit.min(deadline),
+        };
+        let outcome = self.watcher.send(message).await.map_err(|err| stage_failure(&err))?;
+        match outcome {
+            Ok(WatchOutcome::Finished(analysis)) => Ok(analysis),
+            Ok(WatchOutcome::Failed) => Err(failed_analysis(task, analysis_id)),
+            Ok(WatchOutcome::StillRunning { status, polls }) => Err(TaskFailure::recoverable(format!(
+                "Intezer analysis {analysis_id} was still {status} after {polls} polls; \
+                 Assemblyline will retry the task, and the analysis will be read once it finishes"
+            ))),
+            Err(WatchError::Intezer(err)) => Err(intezer_failure(&err, "waiting for the analysis")),
+            Err(WatchError::Stage(err)) => Err(stage_failure(&err)),
+            Err(err @ WatchError::WatcherStopped) => Err(TaskFailure::recoverable(err.to_string())),
+        }
+    }
+}
+
+fn failed_analysis(task: &Task, analysis_id: &str) -> TaskFailure {
+    TaskFailure::nonrecoverable(format!(
+        "Intezer analysis {analysis_id} of {} failed: Intezer could not analyse this file",
+        task.sha256
+    ))
+}
+
+/// The error posted for a task whose Intezer call failed while `doing`.
+/// Problems that a retry cannot fix (the key, the plan, a rejected request)
+/// are not recoverable; the rest are, so AL tries the task again.
+pub fn intezer_failure(err: &IntezerError, doing: &str) -> TaskFailure {
+    let message = format!("Intezer failed while {doing}: {err}");
+    match err {
+        IntezerError::InvalidApiKey { .. }
+        | IntezerError::Forbidden { .. }
+        | IntezerError::InsufficientPermissions { .. }
+        | IntezerError::BadRequest { .. }
+        | IntezerError::Config(_) => TaskFailure::nonrecoverable(message),
+        _ => TaskFailure::recoverable(message),
+    }
+}
+
+pub fn stage_failure(err: &StageError) -> TaskFailure {
+    TaskFailure::recoverable(format!("internal error, the task can be retried: {err}"))
+}

@@ -1,0 +1,82 @@
+//! Submitter: uploads files that Intezer does not know.
+//!
+//! Takes [`SubmitFile`] and answers with the new analysis id, the id of an
+//! analysis of the same file that is already running (HTTP 409), or the
+//! [`IntezerError`] that stopped the upload. Uploads are never re-sent after
+//! an answer that is not transient, so a file is not analysed twice. It
+//! holds only the shared Intezer client.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use tokio::time::Instant;
+use tracing::info;
+
+use super::stage::{guard, StageError};
+use crate::intezer::{IntezerClient, IntezerError};
+
+/// Upload the file at `path` under `file_name`.
+pub struct SubmitFile {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub sha256: String,
+    pub deadline: Instant,
+}
+
+/// How an upload ended when Intezer took the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Created { analysis_id: String },
+    AlreadyRunning { analysis_id: String },
+}
+
+impl Submitted {
+    pub fn analysis_id(&self) -> &str {
+        match self {
+            Submitted::Created { analysis_id } | Submitted::AlreadyRunning { analysis_id } => analysis_id,
+        }
+    }
+}
+
+impl Message for SubmitFile {
+    type Result = Result<Result<Submitted, IntezerError>, StageError>;
+}
+
+pub struct Submitter {
+    client: Arc<IntezerClient>,
+    mailbox_capacity: usize,
+}
+
+impl Submitter {
+    pub fn new(client: Arc<IntezerClient>, mailbox_capacity: usize) -> Submitter {
+        Submitter { client, mailbox_capacity }
+    }
+}
+
+impl Actor for Submitter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<SubmitFile> for Submitter {
+    type Result = ResponseFuture<<SubmitFile as Message>::Result>;
+
+    fn handle(&mut self, message: SubmitFile, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(guard("Submitter", async move {
+            let outcome = match client.submit_file(&message.path, &message.file_name, message.deadline).await {
+                Ok(analysis_id) => Ok(Submitted::Created { analysis_id }),
+                Err(IntezerError::AlreadyRunning { analysis_id }) => Ok(Submitted::AlreadyRunning { analysis_id }),
+                Err(err) => Err(err),
+            };
+            if let Ok(submitted) = &outcome {
+                info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
+            }
+            outcome
+        }))
+    }
+}
