@@ -20,7 +20,10 @@ pub enum IntezerError {
     #[error("{endpoint}: gone (HTTP 410)")]
     Gone { endpoint: &'static str },
     #[error("{endpoint}: forbidden (HTTP 403): {message}")]
-    Forbidden { endpoint: &'static str, message: String },
+    Forbidden {
+        endpoint: &'static str,
+        message: String,
+    },
     #[error("{endpoint}: insufficient permissions for this API key's plan (HTTP 403)")]
     InsufficientPermissions { endpoint: &'static str },
     #[error("the Intezer account's quota is used up (HTTP 403 on upload): {message}")]
@@ -38,19 +41,31 @@ pub enum IntezerError {
     #[error("the Intezer API key was rejected (HTTP {status}); check the api_key setting")]
     InvalidApiKey { status: u16 },
     #[error("{endpoint}: rate limited by Intezer (HTTP 429), retry after {:?}", .info.retry_after)]
-    RateLimited { endpoint: &'static str, info: RateLimitInfo },
+    RateLimited {
+        endpoint: &'static str,
+        info: RateLimitInfo,
+    },
     #[error("{endpoint}: bad request (HTTP 400): {message}")]
-    BadRequest { endpoint: &'static str, message: String },
+    BadRequest {
+        endpoint: &'static str,
+        message: String,
+    },
     #[error("{endpoint}: Intezer server error (HTTP {status})")]
     Server { endpoint: &'static str, status: u16 },
     #[error("{endpoint}: unexpected HTTP status {status}")]
     UnexpectedStatus { endpoint: &'static str, status: u16 },
     #[error("{endpoint}: request failed: {message}")]
-    Transport { endpoint: &'static str, message: String },
+    Transport {
+        endpoint: &'static str,
+        message: String,
+    },
     #[error("{endpoint}: timed out")]
     Timeout { endpoint: &'static str },
     #[error("{endpoint}: invalid response: {message}")]
-    InvalidResponse { endpoint: &'static str, message: String },
+    InvalidResponse {
+        endpoint: &'static str,
+        message: String,
+    },
     #[error("{endpoint}: response body exceeds the limit of {limit} bytes")]
     ResponseTooLarge { endpoint: &'static str, limit: u64 },
     #[error("the task deadline passed before {endpoint} could be retried")]
@@ -59,6 +74,11 @@ pub enum IntezerError {
     Config(String),
     #[error("local file error for {path}: {message}")]
     LocalFile { path: String, message: String },
+    #[error("{endpoint}: invalid argument: {message}")]
+    InvalidArgument {
+        endpoint: &'static str,
+        message: String,
+    },
 }
 
 impl IntezerError {
@@ -72,5 +92,64 @@ impl IntezerError {
                 | IntezerError::Timeout { .. }
                 | IntezerError::RateLimited { .. }
         )
+    }
+
+    /// Returns the HTTP status code of the response behind the error, or
+    /// `None` when no response was involved.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            IntezerError::NotFound { .. } => Some(404),
+            IntezerError::Gone { .. } => Some(410),
+            IntezerError::Forbidden { .. }
+            | IntezerError::InsufficientPermissions { .. }
+            | IntezerError::InsufficientQuota { .. } => Some(403),
+            IntezerError::AlreadyRunning { .. } | IntezerError::SkippedByRule => Some(409),
+            IntezerError::UnsupportedFileType => Some(415),
+            IntezerError::FileTooLarge => Some(413),
+            IntezerError::PasswordProtected | IntezerError::BadRequest { .. } => Some(400),
+            IntezerError::RateLimited { .. } => Some(429),
+            IntezerError::InvalidApiKey { status }
+            | IntezerError::Server { status, .. }
+            | IntezerError::UnexpectedStatus { status, .. } => Some(*status),
+            IntezerError::Transport { .. }
+            | IntezerError::Timeout { .. }
+            | IntezerError::InvalidResponse { .. }
+            | IntezerError::ResponseTooLarge { .. }
+            | IntezerError::DeadlineExceeded { .. }
+            | IntezerError::Config(_)
+            | IntezerError::LocalFile { .. }
+            | IntezerError::InvalidArgument { .. } => None,
+        }
+    }
+
+    /// Returns the endpoint name of the call that failed, for variants that
+    /// carry one. The upload-only variants (quota, already running, skipped by
+    /// rule, file type, size, password) always come from `analyze`.
+    pub fn endpoint(&self) -> Option<&'static str> {
+        match self {
+            IntezerError::NotFound { endpoint }
+            | IntezerError::Gone { endpoint }
+            | IntezerError::Forbidden { endpoint, .. }
+            | IntezerError::InsufficientPermissions { endpoint }
+            | IntezerError::RateLimited { endpoint, .. }
+            | IntezerError::BadRequest { endpoint, .. }
+            | IntezerError::Server { endpoint, .. }
+            | IntezerError::UnexpectedStatus { endpoint, .. }
+            | IntezerError::Transport { endpoint, .. }
+            | IntezerError::Timeout { endpoint }
+            | IntezerError::InvalidResponse { endpoint, .. }
+            | IntezerError::ResponseTooLarge { endpoint, .. }
+            | IntezerError::DeadlineExceeded { endpoint }
+            | IntezerError::InvalidArgument { endpoint, .. } => Some(endpoint),
+            IntezerError::InsufficientQuota { .. }
+            | IntezerError::AlreadyRunning { .. }
+            | IntezerError::SkippedByRule
+            | IntezerError::UnsupportedFileType
+            | IntezerError::FileTooLarge
+            | IntezerError::PasswordProtected => Some(crate::intezer::endpoint::ANALYZE),
+            IntezerError::InvalidApiKey { .. }
+            | IntezerError::Config(_)
+            | IntezerError::LocalFile { .. } => None,
+        }
     }
 }

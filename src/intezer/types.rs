@@ -43,6 +43,9 @@ impl Analysis {
 }
 
 /// State of one analysis as `GET /analyses/{id}` reports it.
+// One value exists per poll and is consumed at once, so boxing the report to
+// shrink `Running` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnalysisState {
     /// HTTP 202, or a status such as `queued` or `in_progress`.
