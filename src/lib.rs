@@ -6,4 +6,6 @@ pub mod config;
 pub mod intezer;
 pub mod quota;
 pub mod report;
+pub mod runtime;
 pub mod simulator;
+pub mod telemetry;
