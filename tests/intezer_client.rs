@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use common::intezer_mock::*;
 use intezer_dynamic::config::Secret;
 use intezer_dynamic::intezer::{AnalysisState, IntezerClient, IntezerError, IntezerSettings};
 use intezer_dynamic::quota::Limiter;

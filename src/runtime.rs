@@ -1,0 +1,277 @@
+//! Starting the service: registration, configuration, the pipeline and the
+//! task intake, for `serve`; and the same pipeline on local files, for
+//! `scan`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::actors::hasher::{FileDigest, HashFile};
+use crate::actors::task_intake::{IntakeSettings, IntakeSummary, StopIntake, TaskIntake};
+use crate::actors::{Pipeline, PipelineSettings, TaskOutcome};
+use crate::assemblyline::{Identity, Manifest, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure};
+use crate::config::{ConfigError, Environment, ServiceConfig};
+use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
+use crate::quota::Limiter;
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    ServiceServer(#[from] ServiceServerError),
+    #[error(transparent)]
+    Intezer(#[from] IntezerError),
+}
+
+/// Options of `serve` beyond the environment.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Tasks in flight at once.
+    pub concurrency: usize,
+    /// `--set KEY=VALUE` overrides, applied over the registered config.
+    pub overrides: Map<String, Value>,
+    pub register_only: bool,
+    /// Manifest text to use instead of the embedded one.
+    pub manifest_text: Option<String>,
+}
+
+/// How `serve` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeExit {
+    /// Registration only: `REGISTER_ONLY`, or the server created a new
+    /// version and asked the container to restart (`keep_alive: false`).
+    Registered { keep_alive: bool },
+    /// The intake stopped after a shutdown request or the task limit.
+    Finished(IntakeSummary),
+}
+
+/// Loads the manifest the service registers.
+pub fn load_manifest(env: &Environment, text: Option<&str>) -> Result<Manifest, ConfigError> {
+    match text {
+        Some(text) => Manifest::parse(text, &env.service_tag),
+        None => Manifest::embedded(&env.service_tag),
+    }
+}
+
+/// The identity posted in every result and error.
+pub fn service_identity(manifest: &Manifest) -> ServiceIdentity {
+    ServiceIdentity {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        tool_version: manifest.tool_version.clone().filter(|v| !v.is_empty()),
+        heuristic_scores: manifest.heuristic_scores.clone(),
+    }
+}
+
+/// Builds the Intezer client for `config`, with its request-rate limiter.
+pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerError> {
+    let mut settings = IntezerSettings::new(config.base_url.clone(), config.api_key.clone());
+    settings.api_version = config.api_version.clone();
+    settings.is_on_premise = config.is_on_premise;
+    settings.retry = RetryPolicy { retry_forever: config.retry_forever, ..RetryPolicy::default() };
+    settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
+    let rate = u32::try_from(config.requests_per_minute).unwrap_or(u32::MAX);
+    let burst = u32::try_from(config.requests_burst).unwrap_or(u32::MAX);
+    let limiter = Limiter::new(rate, burst).map_err(|err| IntezerError::Config(err.to_string()))?;
+    Ok(IntezerClient::new(settings)?.with_limiter(Arc::new(limiter)))
+}
+
+/// Runs the AL service until `shutdown` resolves or the task limit is
+/// reached. Must run inside an actix `System`.
+pub async fn serve(
+    env: Environment,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ServeExit, RuntimeError> {
+    let manifest = load_manifest(&env, options.manifest_text.as_deref())?;
+    let identity = Identity {
+        service_name: manifest.name.clone(),
+        service_version: manifest.version.clone(),
+        tool_version: manifest.tool_version.clone().unwrap_or_default(),
+    };
+    let client = ServiceServerClient::new(&env, identity)?;
+
+    let registration = client.register(&manifest.raw, &env.hostname).await?;
+    info!(
+        service = %manifest.name,
+        version = %manifest.version,
+        keep_alive = registration.keep_alive,
+        new_heuristics = registration.new_heuristics.len(),
+        "registered with the service server"
+    );
+    if env.register_only || options.register_only || !registration.keep_alive {
+        return Ok(ServeExit::Registered { keep_alive: registration.keep_alive });
+    }
+
+    let server_config = registration
+        .service_config
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let config = ServiceConfig::from_layers([&manifest.config, &server_config, &options.overrides])?;
+    config.require_api_key()?;
+    let timeout = registration
+        .service_config
+        .get("timeout")
+        .and_then(Value::as_u64)
+        .unwrap_or(manifest.timeout);
+    let server_params = Manifest::server_param_defaults(&registration.service_config);
+    if !config.base_url.contains("analyze.intezer.com") && !config.base_url.contains("app.intezer.com") && !config.is_on_premise {
+        warn!(base_url = %config.base_url, "base_url is not an Intezer cloud URL but is_on_premise is false");
+    }
+
+    let concurrency = options.concurrency.max(1);
+    let intezer = Arc::new(intezer_client(&config)?);
+    let identity = Arc::new(service_identity(&manifest));
+    let pipeline = Arc::new(Pipeline::start(PipelineSettings {
+        config: Arc::new(config),
+        identity: identity.clone(),
+        param_defaults: vec![manifest.param_defaults.clone(), server_params],
+        client: intezer,
+        concurrency,
+    }));
+    let settings = IntakeSettings {
+        concurrency,
+        hostname: env.hostname.clone(),
+        tasking_dir: env.tasking_dir.clone(),
+        task_limit: env.task_limit,
+        task_timeout: Duration::from_secs(timeout),
+    };
+    info!(
+        concurrency,
+        timeout_seconds = timeout,
+        budget_seconds = settings.task_budget().as_secs(),
+        task_limit = ?env.task_limit,
+        "taking tasks"
+    );
+    let intake = TaskIntake::start(client, pipeline, identity, settings);
+
+    tokio::pin!(shutdown);
+    let summary = tokio::select! {
+        summary = intake.finished() => summary,
+        _ = &mut shutdown => {
+            intake.addr.do_send(StopIntake);
+            intake.finished().await
+        }
+    };
+    info!(tasks = summary.tasks, results = summary.results, errors = summary.errors, "stopped");
+    Ok(ServeExit::Finished(summary))
+}
+
+/// One local file to scan.
+#[derive(Debug, Clone)]
+pub struct ScanInput {
+    pub path: PathBuf,
+}
+
+/// What `scan` produced for one file.
+#[derive(Debug, Clone)]
+pub struct ScanReport {
+    pub path: PathBuf,
+    pub sha256: String,
+    /// The result JSON, or the error JSON, exactly as `serve` would post it.
+    pub outcome: ScanOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum ScanOutcome {
+    Result(Value),
+    Error(Value),
+}
+
+/// Settings of a local scan.
+pub struct ScanSettings {
+    pub manifest: Manifest,
+    pub config: ServiceConfig,
+    /// Submission parameters set with `--param`.
+    pub params: Map<String, Value>,
+    pub concurrency: usize,
+}
+
+/// Runs the pipeline on local files, as `serve` would on tasks for them.
+/// Must run inside an actix `System`.
+pub async fn scan(settings: ScanSettings, inputs: Vec<ScanInput>) -> Result<Vec<ScanReport>, RuntimeError> {
+    settings.config.require_api_key()?;
+    let identity = Arc::new(service_identity(&settings.manifest));
+    let concurrency = settings.concurrency.max(1);
+    let pipeline = Arc::new(Pipeline::start(PipelineSettings {
+        config: Arc::new(settings.config.clone()),
+        identity: identity.clone(),
+        param_defaults: vec![settings.manifest.param_defaults.clone()],
+        client: Arc::new(intezer_client(&settings.config)?),
+        concurrency,
+    }));
+    let budget = IntakeSettings {
+        concurrency,
+        hostname: String::new(),
+        tasking_dir: std::env::temp_dir(),
+        task_limit: None,
+        task_timeout: Duration::from_secs(settings.manifest.timeout),
+    }
+    .task_budget();
+
+    let name = settings.manifest.name.clone();
+    let params = settings.params.clone();
+    let reports = futures_util::stream::iter(inputs)
+        .map(|input| {
+            let (pipeline, identity, name, params) = (pipeline.clone(), identity.clone(), name.clone(), params.clone());
+            async move { scan_one(&pipeline, &identity, &name, params, input, budget).await }
+        })
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    Ok(reports)
+}
+
+async fn scan_one(
+    pipeline: &Pipeline,
+    identity: &ServiceIdentity,
+    service_name: &str,
+    params: Map<String, Value>,
+    input: ScanInput,
+    budget: Duration,
+) -> ScanReport {
+    let started = Utc::now();
+    let deadline = Instant::now() + budget;
+    let digest: Result<FileDigest, String> = match pipeline.hasher.send(HashFile { path: input.path.clone() }).await {
+        Ok(Ok(digest)) => Ok(digest),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    let digest = match digest {
+        Ok(digest) => digest,
+        Err(message) => {
+            let failure = TaskFailure::nonrecoverable(message);
+            return ScanReport {
+                path: input.path,
+                sha256: String::new(),
+                outcome: ScanOutcome::Error(failure.to_json("", service_name, identity)),
+            };
+        }
+    };
+    let file_name = input
+        .path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| digest.sha256.clone());
+    let task = Task::local(&digest.sha256, &file_name, digest.size, service_name, params);
+    let outcome = match tokio::time::timeout_at(deadline, pipeline.analyse(&task, &input.path, started, deadline)).await {
+        Ok(TaskOutcome::Result(result)) => ScanOutcome::Result(result),
+        Ok(TaskOutcome::Error(failure)) => ScanOutcome::Error(failure.to_json(&task.sha256, service_name, identity)),
+        Err(_) => ScanOutcome::Error(
+            TaskFailure::recoverable(format!("the scan did not finish within {} s", budget.as_secs()))
+                .to_json(&task.sha256, service_name, identity),
+        ),
+    };
+    ScanReport { path: input.path, sha256: digest.sha256, outcome }
+}
