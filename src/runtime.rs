@@ -20,6 +20,7 @@ use crate::assemblyline::{Identity, Manifest, ServiceIdentity, ServiceServerClie
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
 use crate::quota::Limiter;
+use crate::telemetry::metrics::metrics;
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum RuntimeError {
     ServiceServer(#[from] ServiceServerError),
     #[error(transparent)]
     Intezer(#[from] IntezerError),
+    #[error("cannot serve metrics on {addr}: {message}")]
+    Metrics { addr: std::net::SocketAddr, message: String },
 }
 
 /// Options of `serve` beyond the environment.
@@ -42,6 +45,8 @@ pub struct ServeOptions {
     pub register_only: bool,
     /// Manifest text to use instead of the embedded one.
     pub manifest_text: Option<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// How `serve` ended.
@@ -93,6 +98,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeExit, RuntimeError> {
     let manifest = load_manifest(&env, options.manifest_text.as_deref())?;
+    if let Some(addr) = options.metrics_addr {
+        let bound = crate::telemetry::server::start(addr)
+            .map_err(|err| RuntimeError::Metrics { addr, message: err.to_string() })?;
+        info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    }
     let identity = Identity {
         service_name: manifest.name.clone(),
         service_version: manifest.version.clone(),
@@ -155,6 +165,7 @@ pub async fn serve(
         "taking tasks"
     );
     let intake = TaskIntake::start(client, pipeline, identity, settings);
+    metrics().set_ready(true);
 
     tokio::pin!(shutdown);
     let summary = tokio::select! {
@@ -164,6 +175,7 @@ pub async fn serve(
             intake.finished().await
         }
     };
+    metrics().set_ready(false);
     info!(tasks = summary.tasks, results = summary.results, errors = summary.errors, "stopped");
     Ok(ServeExit::Finished(summary))
 }

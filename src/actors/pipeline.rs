@@ -22,11 +22,12 @@ use super::hasher::Hasher;
 use super::intezer_lookup::{FetchAnalysis, FetchIocs, IntezerLookup, LookupHash, LookupOutcome};
 use super::result_builder::{BuildResult, Findings, ResultBuilder};
 use super::stage::{Stage, StageError};
-use super::submitter::{SubmitFile, Submitter};
+use super::submitter::{SubmitFile, Submitted, Submitter};
 use crate::assemblyline::{ServiceIdentity, Task, TaskFailure};
 use crate::config::{ServiceConfig, SubmissionParams};
 use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError};
 use crate::report::main_verdict;
+use crate::telemetry::metrics::metrics;
 
 /// Threads of the Hasher's `SyncArbiter`.
 const HASHER_THREADS: usize = 2;
@@ -147,9 +148,11 @@ impl Pipeline {
             },
         };
 
-        if main_verdict(&analysis, &self.config).is_none() {
+        let Some(verdict) = main_verdict(&analysis, &self.config) else {
+            metrics().verdicts.with_label_values(&["none"]).inc();
             return Ok(Findings::Empty);
-        }
+        };
+        metrics().verdicts.with_label_values(&[verdict_label(&verdict)]).inc();
         let message = FetchIocs { analysis_id: analysis.analysis_id.clone(), deadline };
         let iocs = self
             .lookup
@@ -189,6 +192,13 @@ impl Pipeline {
         let message =
             LookupHash { sha256: task.sha256.clone(), private_only: self.config.private_only, deadline };
         let answer = self.lookup.call(message).await.map_err(|err| stage_failure(&err))?;
+        let outcome = match &answer {
+            Ok(LookupOutcome::Found(_)) => "found",
+            Ok(LookupOutcome::NotFound) => "not_found",
+            Ok(LookupOutcome::Gone) => "gone",
+            Err(_) => "error",
+        };
+        metrics().lookups.with_label_values(&[outcome]).inc();
         match answer {
             Ok(LookupOutcome::Found(analysis)) => return Ok(Some(analysis)),
             Ok(LookupOutcome::NotFound) | Ok(LookupOutcome::Gone) => {}
@@ -212,7 +222,9 @@ impl Pipeline {
             sha256: task.sha256.clone(),
             deadline,
         };
-        let submitted = match self.submitter.call(message).await.map_err(|err| stage_failure(&err))? {
+        let answer = self.submitter.call(message).await.map_err(|err| stage_failure(&err))?;
+        metrics().submissions.with_label_values(&[submission_outcome(&answer)]).inc();
+        let submitted = match answer {
             Ok(submitted) => submitted,
             Err(
                 err @ (IntezerError::UnsupportedFileType
@@ -250,6 +262,31 @@ impl Pipeline {
             Err(err @ WatchError::WatcherStopped) => Err(TaskFailure::recoverable(err.to_string())),
         }
     }
+}
+
+/// Metric label of an upload's outcome.
+fn submission_outcome(answer: &Result<Submitted, IntezerError>) -> &'static str {
+    match answer {
+        Ok(Submitted::Created { .. }) => "accepted",
+        Ok(Submitted::AlreadyRunning { .. }) => "already_running",
+        Err(IntezerError::UnsupportedFileType) => "unsupported",
+        Err(IntezerError::FileTooLarge) => "too_large",
+        Err(IntezerError::PasswordProtected) => "password_protected",
+        Err(IntezerError::SkippedByRule) => "skipped",
+        Err(IntezerError::InsufficientQuota { .. }) => "quota",
+        Err(_) => "error",
+    }
+}
+
+/// Metric label of a verdict: known verdicts as they are, anything else
+/// `other`, so a server sending new values cannot grow the label set.
+fn verdict_label(verdict: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "malicious", "known_malicious", "suspicious", "administration_tool", "known_administration_tool",
+        "packed", "script", "probably_packed", "interesting", "unique", "no_genes", "almost_no_genes",
+        "inconclusive", "installer", "no_code", "unknown", "neutral", "testing",
+    ];
+    KNOWN.iter().find(|known| **known == verdict).copied().unwrap_or("other")
 }
 
 fn failed_analysis(task: &Task, analysis_id: &str) -> TaskFailure {

@@ -36,7 +36,8 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::hasher::HashFile;
 use super::pipeline::{stage_failure, Pipeline, TaskOutcome};
 use super::stage::guard;
-use crate::assemblyline::{ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure};
+use crate::assemblyline::{ErrorStatus, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure};
+use crate::telemetry::metrics::metrics;
 
 /// Attempts at downloading a task's file whose hash does not match.
 const DOWNLOAD_ATTEMPTS: u32 = 3;
@@ -248,7 +249,10 @@ async fn run_slot(slot: usize, shared: &Shared) {
         match shared.client.get_task(&container_id, None).await {
             Ok(Some(raw)) => {
                 shared.tasks.fetch_add(1, Ordering::SeqCst);
+                metrics().tasks_received.inc();
+                metrics().tasks_in_flight.inc();
                 process_task(shared, raw, &container_id).await;
+                metrics().tasks_in_flight.dec();
             }
             Ok(None) => shared.release(),
             Err(err) => {
@@ -372,6 +376,7 @@ async fn post_outcome(shared: &Shared, raw: &Value, sha256: &str, outcome: TaskO
             match shared.client.post_result(raw, &result, &HashMap::new(), container_id).await {
                 Ok(()) => {
                     shared.results.fetch_add(1, Ordering::SeqCst);
+                    metrics().tasks_completed.with_label_values(&["result"]).inc();
                     let score = result.pointer("/result/score").and_then(serde_json::Value::as_i64);
                     info!(score, "result posted");
                     return;
@@ -388,10 +393,16 @@ async fn post_outcome(shared: &Shared, raw: &Value, sha256: &str, outcome: TaskO
     match shared.client.post_error(raw, &error, container_id).await {
         Ok(()) => {
             shared.errors.fetch_add(1, Ordering::SeqCst);
+            let outcome = match failure.status {
+                ErrorStatus::Recoverable => "recoverable_error",
+                ErrorStatus::NonRecoverable => "nonrecoverable_error",
+            };
+            metrics().tasks_completed.with_label_values(&[outcome]).inc();
             info!(status = failure.status.as_str(), message = %failure.message, "error posted");
         }
         Err(err) => {
             shared.unposted.fetch_add(1, Ordering::SeqCst);
+            metrics().tasks_completed.with_label_values(&["unposted"]).inc();
             error!(error = %err, "could not post the task's error; AL will retry the task after its timeout");
         }
     }

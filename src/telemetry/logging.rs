@@ -1,4 +1,4 @@
-//! Logging setup: `tracing` to standard error, filtered by `RUST_LOG`, or by
+//! Log setup: `tracing` to standard error, filtered by `RUST_LOG`, or by
 //! `LOG_LEVEL` as AL sets it for service containers.
 
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,123 @@
+//! Prometheus metrics of the service, in one registry.
+//!
+//! Names follow Prometheus conventions: the `intezer_dynamic_` prefix,
+//! `_total` counters, and labels with a handful of values each (never a
+//! hash, sid or analysis id).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    pub tasks_received: IntCounter,
+    /// Labels: `outcome` = result, recoverable_error, nonrecoverable_error,
+    /// unposted.
+    pub tasks_completed: IntCounterVec,
+    pub tasks_in_flight: IntGauge,
+    /// Labels: `outcome` = found, not_found, gone, error.
+    pub lookups: IntCounterVec,
+    /// Labels: `outcome` = accepted, already_running, unsupported,
+    /// too_large, password_protected, skipped, quota, error.
+    pub submissions: IntCounterVec,
+    /// Labels: `verdict` = the verdict after the verdict rules, or `none`.
+    pub verdicts: IntCounterVec,
+    ready: AtomicBool,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process's metrics, registered on first use.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
+    registry.register(Box::new(counter.clone())).expect("metric names are unique");
+    counter
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("intezer_dynamic".to_string()), None).expect("registry prefix is valid");
+
+        let tasks_received = IntCounter::new("tasks_received_total", "Tasks taken from the service server.")
+            .expect("metric definition is valid");
+        registry.register(Box::new(tasks_received.clone())).expect("metric names are unique");
+        let tasks_in_flight =
+            IntGauge::new("tasks_in_flight", "Tasks taken and not answered yet.").expect("metric definition is valid");
+        registry.register(Box::new(tasks_in_flight.clone())).expect("metric names are unique");
+
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Version of the running service; the value is always 1."),
+            &["version"],
+        )
+        .expect("metric definition is valid");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info)).expect("metric names are unique");
+
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = registry.register(Box::new(process));
+        }
+
+        Metrics {
+            tasks_completed: counter_vec(
+                &registry,
+                "tasks_completed_total",
+                "Tasks answered, by outcome.",
+                &["outcome"],
+            ),
+            lookups: counter_vec(&registry, "lookups_total", "Intezer hash lookups, by outcome.", &["outcome"]),
+            submissions: counter_vec(
+                &registry,
+                "submissions_total",
+                "File uploads to Intezer, by outcome.",
+                &["outcome"],
+            ),
+            verdicts: counter_vec(&registry, "verdicts_total", "Results posted, by verdict.", &["verdict"]),
+            tasks_received,
+            tasks_in_flight,
+            registry,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buffer).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Marks the service ready (registered and taking tasks) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_prefixed_names() {
+        let metrics = metrics();
+        metrics.lookups.with_label_values(&["found"]).inc();
+        let text = metrics.render();
+        assert!(text.contains("intezer_dynamic_lookups_total{outcome=\"found\"}"), "{text}");
+        assert!(text.contains("intezer_dynamic_build_info"), "{text}");
+        assert!(text.contains("intezer_dynamic_tasks_received_total"), "{text}");
+    }
+}
