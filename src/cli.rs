@@ -1,0 +1,172 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Assemblyline 4 service for Intezer Analyze: looks files up by SHA-256,
+/// submits unknown ones when allowed, waits for the analysis and posts the
+/// verdict, families and indicators as an Assemblyline result.
+#[derive(Debug, Parser)]
+#[command(name = "intezer-dynamic", version, about)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run as an Assemblyline service: register, take tasks from the
+    /// service server (SERVICE_API_HOST), answer each with a result or an
+    /// error.
+    Serve(ServeArgs),
+    /// Register the manifest with the service server and exit (same as
+    /// `serve --register-only` or REGISTER_ONLY=true).
+    Register(ServeArgs),
+    /// Run the analysis on local files without Assemblyline and print one
+    /// line per file.
+    Scan(ScanArgs),
+    /// Run one embedded simulator on 127.0.0.1 until interrupted.
+    Simulate(SimulateArgs),
+    /// Run the whole service against both embedded simulators on real
+    /// files and print what each file got.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Tasks processed at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Address of the metrics and health endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// Override a service configuration key (a key of the manifest's
+    /// `config:`), applied after the configuration AL returns; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Register and exit.
+    #[arg(long)]
+    pub register_only: bool,
+
+    /// Manifest to register instead of the embedded service_manifest.yml.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Base URL of the Intezer API, ending in /api/.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Intezer API key.
+    #[arg(long, env = "INTEZER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Use the embedded Intezer simulator on 127.0.0.1 instead of Intezer.
+    #[arg(long, conflicts_with_all = ["base_url", "api_key"])]
+    pub simulator: bool,
+
+    /// Replay an Intezer scenario file in the simulator; its config and
+    /// submission parameters apply, and its sample is scanned when no FILE
+    /// is given.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base_url", "api_key", "simulator"])]
+    pub scenario: Option<PathBuf>,
+
+    /// Override a service configuration key; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Set a submission parameter (dynamic_submit, analysis_id); repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+
+    /// Write <sha256>.result.json or <sha256>.error.json for each file here.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Files scanned at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Files to scan.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(subcommand)]
+    pub which: SimulatorKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulatorKind {
+    /// The Intezer Analyze API, at http://127.0.0.1:PORT/api/.
+    Intezer {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 8085)]
+        port: u16,
+        /// Scenario file to replay instead of the default verdict mix.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Polls an uploaded file's analysis answers "in progress".
+        #[arg(long, default_value_t = 2)]
+        polls: u32,
+    },
+    /// The Assemblyline service server, at http://127.0.0.1:PORT.
+    ServiceServer {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 5003)]
+        port: u16,
+        /// Files handed out as tasks, one task each.
+        #[arg(long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Service configuration returned at registration, as KEY=VALUE;
+        /// repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// API key the server expects in X-APIKey.
+        #[arg(long, default_value = "ThisIsARandomAuthKey...ChangeMe!")]
+        api_key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the metrics and health endpoints.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Seconds to keep serving metrics after the work is done.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub linger: u64,
+
+    /// Write each posted result and error as JSON here.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Tasks processed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Files to analyse; default: this binary and a few programs from
+    /// /usr/bin.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}

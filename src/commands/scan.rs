@@ -1,0 +1,137 @@
+//! `scan`: the service's analysis on local files, without Assemblyline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+
+use intezer_dynamic::config::{Environment, Secret, ServiceConfig, SubmissionParams};
+use intezer_dynamic::runtime::{self, ScanInput, ScanOutcome, ScanReport, ScanSettings};
+use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
+use intezer_dynamic::simulator::scenario::Scenario;
+
+use super::{config_overrides, run_system, UsageError};
+use crate::cli::ScanArgs;
+
+/// API key sent to the embedded simulator, which accepts any key.
+const SIMULATOR_API_KEY: &str = "simulator-key";
+
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_process()?;
+    let manifest = runtime::load_manifest(&env, None)?;
+
+    let scenario = match &args.scenario {
+        Some(path) => Some(Scenario::load(path).map_err(|err| UsageError(err.to_string()))?),
+        None => None,
+    };
+    let mut files = args.files.clone();
+    if files.is_empty() {
+        match scenario.as_ref().and_then(Scenario::sample_path) {
+            Some(sample) => files.push(sample),
+            None => return Err(UsageError("no FILE given; name at least one file to scan".to_string()).into()),
+        }
+    }
+    for file in &files {
+        if !file.is_file() {
+            return Err(UsageError(format!("{} is not a readable file", file.display())).into());
+        }
+    }
+
+    let mut params = Map::new();
+    if let Some(scenario) = &scenario {
+        params.extend(scenario.submission_params.clone());
+    }
+    for option in &args.param {
+        let (name, value) = SubmissionParams::parse_override(option)?;
+        params.insert(name, value);
+    }
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    }
+
+    let scenario_config = scenario.as_ref().map(|s| s.config.clone()).unwrap_or_default();
+    let overrides = config_overrides(&args.set)?;
+    let use_simulator = args.simulator || scenario.is_some();
+
+    run_system(async move {
+        let simulator = if use_simulator {
+            let behaviour = match scenario {
+                Some(scenario) => IntezerBehaviour::Scenario(scenario),
+                None => IntezerBehaviour::Default(DefaultOptions::default()),
+            };
+            Some(IntezerSimulator::start(behaviour, 0).await.context("cannot start the Intezer simulator")?)
+        } else {
+            None
+        };
+
+        let mut config = ServiceConfig::from_layers([&manifest.config, &scenario_config, &overrides])?;
+        if let Some(simulator) = &simulator {
+            config.base_url = simulator.base_url();
+            config.api_key = Secret::new(SIMULATOR_API_KEY);
+        }
+        if let Some(base_url) = &args.base_url {
+            config.base_url = base_url.clone();
+        }
+        if let Some(api_key) = &args.api_key {
+            config.api_key = Secret::new(api_key.clone());
+        }
+
+        let settings = ScanSettings { manifest, config, params, concurrency: args.concurrency };
+        let inputs = files.into_iter().map(|path| ScanInput { path }).collect();
+        let reports = runtime::scan(settings, inputs).await?;
+        for report in &reports {
+            let written = match &args.output_dir {
+                Some(dir) => Some(write_report(dir, report)?),
+                None => None,
+            };
+            println!("{}", summary_line(report, written.as_deref()));
+        }
+        if let Some(simulator) = simulator {
+            simulator.stop().await;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Writes the result or error JSON and returns its path.
+fn write_report(dir: &Path, report: &ScanReport) -> anyhow::Result<PathBuf> {
+    let name = if report.sha256.is_empty() { "unreadable".to_string() } else { report.sha256.clone() };
+    let (path, json) = match &report.outcome {
+        ScanOutcome::Result(json) => (dir.join(format!("{name}.result.json")), json),
+        ScanOutcome::Error(json) => (dir.join(format!("{name}.error.json")), json),
+    };
+    let text = serde_json::to_string_pretty(json)?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// One line per file: sha256, verdict, score, number of sections, and
+/// where the JSON went.
+pub fn summary_line(report: &ScanReport, written: Option<&Path>) -> String {
+    let (verdict, score, sections) = match &report.outcome {
+        ScanOutcome::Result(json) => result_summary(json),
+        ScanOutcome::Error(json) => {
+            let status = json.pointer("/response/status").and_then(Value::as_str).unwrap_or("error");
+            (format!("error:{status}"), 0, 0)
+        }
+    };
+    let target = written.map(|p| p.display().to_string()).unwrap_or_else(|| "-".to_string());
+    let sha256 = if report.sha256.is_empty() { report.path.display().to_string() } else { report.sha256.clone() };
+    format!("{sha256}  verdict={verdict}  score={score}  sections={sections}  json={target}")
+}
+
+/// Verdict, score and section count of a result JSON. The verdict comes
+/// from the "Intezer Results" section; a result without it is "none".
+pub fn result_summary(json: &Value) -> (String, i64, usize) {
+    let sections = json.pointer("/result/sections").and_then(Value::as_array).cloned().unwrap_or_default();
+    let score = json.pointer("/result/score").and_then(Value::as_i64).unwrap_or(0);
+    let verdict = sections
+        .iter()
+        .find(|s| s.get("title_text").and_then(Value::as_str) == Some("Intezer Results"))
+        .and_then(|s| s.get("body").and_then(Value::as_str))
+        .and_then(|body| serde_json::from_str::<Value>(body).ok())
+        .and_then(|body| body.get("verdict").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "none".to_string());
+    (verdict, score, sections.len())
+}

@@ -1,0 +1,66 @@
+//! `simulate`: one embedded simulator, on 127.0.0.1, until interrupted.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+
+use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
+use intezer_dynamic::simulator::scenario::Scenario;
+use intezer_dynamic::simulator::service_server::{ServiceServerOptions, ServiceServerSimulator};
+
+use super::demo::sim_file;
+use super::{run_system, shutdown_signal, UsageError};
+use crate::cli::{SimulateArgs, SimulatorKind};
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    match args.which {
+        SimulatorKind::Intezer { port, scenario, polls } => {
+            let behaviour = match scenario {
+                Some(path) => IntezerBehaviour::Scenario(Scenario::load(&path).map_err(|err| UsageError(err.to_string()))?),
+                None => IntezerBehaviour::Default(DefaultOptions { polls_before_finished: polls, ..DefaultOptions::default() }),
+            };
+            run_system(async move {
+                let handle = IntezerSimulator::start(behaviour, port)
+                    .await
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                println!("Intezer simulator listening; base_url: {}", handle.base_url());
+                shutdown_signal().await;
+                println!("{} calls received", handle.calls().len());
+                handle.stop().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        SimulatorKind::ServiceServer { port, files, config, api_key } => {
+            let mut options = ServiceServerOptions { api_key, ..ServiceServerOptions::default() };
+            for path in &files {
+                options.files.push(sim_file(path)?);
+            }
+            options.config_overrides = parse_config(&config)?;
+            run_system(async move {
+                let handle = ServiceServerSimulator::start(options, port)
+                    .await
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                println!("service-server simulator listening; SERVICE_API_HOST={}", handle.base_url());
+                shutdown_signal().await;
+                println!("{}", serde_json::to_string_pretty(&handle.report())?);
+                handle.stop().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+/// Reads `KEY=VALUE` pairs; a value that parses as JSON (true, 5) keeps its
+/// type, anything else is a string.
+fn parse_config(pairs: &[String]) -> Result<Map<String, Value>, UsageError> {
+    let mut config = Map::new();
+    for pair in pairs {
+        let (key, raw) = pair
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("invalid --config {pair:?}: expected KEY=VALUE")))?;
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        config.insert(key.trim().to_string(), value);
+    }
+    Ok(config)
+}
