@@ -76,6 +76,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(200);
         assert_eq!(limiter.acquire(deadline).await, Ok(()));
         assert_eq!(limiter.acquire(deadline).await, Ok(()));
-        assert_eq!(limiter.acquire(deadline).await, Err(QuotaError::DeadlineTooClose));
+        assert_eq!(
+            limiter.acquire(deadline).await,
+            Err(QuotaError::DeadlineTooClose)
+        );
     }
 }

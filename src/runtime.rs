@@ -16,7 +16,9 @@ use tracing::{info, warn};
 use crate::actors::hasher::{FileDigest, HashFile};
 use crate::actors::task_intake::{IntakeSettings, IntakeSummary, StopIntake, TaskIntake};
 use crate::actors::{Pipeline, PipelineSettings, TaskOutcome};
-use crate::assemblyline::{Identity, Manifest, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure};
+use crate::assemblyline::{
+    Identity, Manifest, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
+};
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
 use crate::quota::Limiter;
@@ -32,7 +34,10 @@ pub enum RuntimeError {
     #[error(transparent)]
     Intezer(#[from] IntezerError),
     #[error("cannot serve metrics on {addr}: {message}")]
-    Metrics { addr: std::net::SocketAddr, message: String },
+    Metrics {
+        addr: std::net::SocketAddr,
+        message: String,
+    },
 }
 
 /// Options of `serve` beyond the environment.
@@ -82,7 +87,10 @@ pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerEr
     let mut settings = IntezerSettings::new(config.base_url.clone(), config.api_key.clone());
     settings.api_version = config.api_version.clone();
     settings.is_on_premise = config.is_on_premise;
-    settings.retry = RetryPolicy { retry_forever: config.retry_forever, ..RetryPolicy::default() };
+    settings.retry = RetryPolicy {
+        retry_forever: config.retry_forever,
+        ..RetryPolicy::default()
+    };
     settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
     let rate = u32::try_from(config.requests_per_minute).unwrap_or(u32::MAX);
     let burst = u32::try_from(config.requests_burst).unwrap_or(u32::MAX);
@@ -99,8 +107,10 @@ pub async fn serve(
 ) -> Result<ServeExit, RuntimeError> {
     let manifest = load_manifest(&env, options.manifest_text.as_deref())?;
     if let Some(addr) = options.metrics_addr {
-        let bound = crate::telemetry::server::start(addr)
-            .map_err(|err| RuntimeError::Metrics { addr, message: err.to_string() })?;
+        let bound = crate::telemetry::server::start(addr).map_err(|err| RuntimeError::Metrics {
+            addr,
+            message: err.to_string(),
+        })?;
         info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     }
     let identity = Identity {
@@ -119,7 +129,9 @@ pub async fn serve(
         "registered with the service server"
     );
     if env.register_only || options.register_only || !registration.keep_alive {
-        return Ok(ServeExit::Registered { keep_alive: registration.keep_alive });
+        return Ok(ServeExit::Registered {
+            keep_alive: registration.keep_alive,
+        });
     }
 
     let server_config = registration
@@ -128,7 +140,8 @@ pub async fn serve(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let config = ServiceConfig::from_layers([&manifest.config, &server_config, &options.overrides])?;
+    let config =
+        ServiceConfig::from_layers([&manifest.config, &server_config, &options.overrides])?;
     config.require_api_key()?;
     let timeout = registration
         .service_config
@@ -136,7 +149,7 @@ pub async fn serve(
         .and_then(Value::as_u64)
         .unwrap_or(manifest.timeout);
     let server_params = Manifest::server_param_defaults(&registration.service_config);
-    if !config.base_url.contains("analyze.intezer.com") && !config.base_url.contains("app.intezer.com") && !config.is_on_premise {
+    if !is_known_base_url(&config.base_url) && !config.is_on_premise {
         warn!(base_url = %config.base_url, "base_url is not an Intezer cloud URL but is_on_premise is false");
     }
 
@@ -176,8 +189,25 @@ pub async fn serve(
         }
     };
     metrics().set_ready(false);
-    info!(tasks = summary.tasks, results = summary.results, errors = summary.errors, "stopped");
+    info!(
+        tasks = summary.tasks,
+        results = summary.results,
+        errors = summary.errors,
+        "stopped"
+    );
     Ok(ServeExit::Finished(summary))
+}
+
+/// Whether `base_url` is one of Intezer's cloud hosts, or a loopback
+/// address as the simulators use.
+fn is_known_base_url(base_url: &str) -> bool {
+    let Ok(url) = url::Url::parse(base_url) else {
+        return false;
+    };
+    matches!(
+        url.host_str(),
+        Some("analyze.intezer.com" | "us.app.intezer.com" | "127.0.0.1" | "localhost" | "[::1]")
+    )
 }
 
 /// One local file to scan.
@@ -212,7 +242,10 @@ pub struct ScanSettings {
 
 /// Runs the pipeline on local files, as `serve` would on tasks for them.
 /// Must run inside an actix `System`.
-pub async fn scan(settings: ScanSettings, inputs: Vec<ScanInput>) -> Result<Vec<ScanReport>, RuntimeError> {
+pub async fn scan(
+    settings: ScanSettings,
+    inputs: Vec<ScanInput>,
+) -> Result<Vec<ScanReport>, RuntimeError> {
     settings.config.require_api_key()?;
     let identity = Arc::new(service_identity(&settings.manifest));
     let concurrency = settings.concurrency.max(1);
@@ -236,7 +269,12 @@ pub async fn scan(settings: ScanSettings, inputs: Vec<ScanInput>) -> Result<Vec<
     let params = settings.params.clone();
     let reports = futures_util::stream::iter(inputs)
         .map(|input| {
-            let (pipeline, identity, name, params) = (pipeline.clone(), identity.clone(), name.clone(), params.clone());
+            let (pipeline, identity, name, params) = (
+                pipeline.clone(),
+                identity.clone(),
+                name.clone(),
+                params.clone(),
+            );
             async move { scan_one(&pipeline, &identity, &name, params, input, budget).await }
         })
         .buffered(concurrency)
@@ -255,7 +293,13 @@ async fn scan_one(
 ) -> ScanReport {
     let started = Utc::now();
     let deadline = Instant::now() + budget;
-    let digest: Result<FileDigest, String> = match pipeline.hasher.send(HashFile { path: input.path.clone() }).await {
+    let digest: Result<FileDigest, String> = match pipeline
+        .hasher
+        .send(HashFile {
+            path: input.path.clone(),
+        })
+        .await
+    {
         Ok(Ok(digest)) => Ok(digest),
         Ok(Err(err)) => Err(err.to_string()),
         Err(err) => Err(err.to_string()),
@@ -276,14 +320,34 @@ async fn scan_one(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| digest.sha256.clone());
-    let task = Task::local(&digest.sha256, &file_name, digest.size, service_name, params);
-    let outcome = match tokio::time::timeout_at(deadline, pipeline.analyse(&task, &input.path, started, deadline)).await {
+    let task = Task::local(
+        &digest.sha256,
+        &file_name,
+        digest.size,
+        service_name,
+        params,
+    );
+    let outcome = match tokio::time::timeout_at(
+        deadline,
+        pipeline.analyse(&task, &input.path, started, deadline),
+    )
+    .await
+    {
         Ok(TaskOutcome::Result(result)) => ScanOutcome::Result(result),
-        Ok(TaskOutcome::Error(failure)) => ScanOutcome::Error(failure.to_json(&task.sha256, service_name, identity)),
+        Ok(TaskOutcome::Error(failure)) => {
+            ScanOutcome::Error(failure.to_json(&task.sha256, service_name, identity))
+        }
         Err(_) => ScanOutcome::Error(
-            TaskFailure::recoverable(format!("the scan did not finish within {} s", budget.as_secs()))
-                .to_json(&task.sha256, service_name, identity),
+            TaskFailure::recoverable(format!(
+                "the scan did not finish within {} s",
+                budget.as_secs()
+            ))
+            .to_json(&task.sha256, service_name, identity),
         ),
     };
-    ScanReport { path: input.path, sha256: digest.sha256, outcome }
+    ScanReport {
+        path: input.path,
+        sha256: digest.sha256,
+        outcome,
+    }
 }

@@ -30,7 +30,11 @@ fn every_command_has_help() {
         vec!["demo", "--help"],
     ] {
         let output = run(&command);
-        assert!(output.status.success(), "{command:?} failed: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "{command:?} failed: {}",
+            stderr(&output)
+        );
         assert!(!output.stdout.is_empty(), "{command:?} printed no help");
     }
 }
@@ -38,15 +42,31 @@ fn every_command_has_help() {
 #[test]
 fn unknown_set_key_exits_2_naming_key() {
     let sample = common::sample("elf_true");
-    let output = run(&["scan", "--simulator", "--set", "polling_period=3", sample.to_str().unwrap()]);
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--set",
+        "polling_period=3",
+        sample.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("polling_period"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("polling_period"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn wrong_set_type_exits_2_naming_key_and_type() {
     let sample = common::sample("elf_true");
-    let output = run(&["scan", "--simulator", "--set", "private_only=maybe", sample.to_str().unwrap()]);
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--set",
+        "private_only=maybe",
+        sample.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(message.contains("private_only"), "{message}");
@@ -56,7 +76,13 @@ fn wrong_set_type_exits_2_naming_key_and_type() {
 #[test]
 fn unknown_param_exits_2() {
     let sample = common::sample("elf_true");
-    let output = run(&["scan", "--simulator", "--param", "submit=true", sample.to_str().unwrap()]);
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--param",
+        "submit=true",
+        sample.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("submit"));
 }
@@ -64,7 +90,12 @@ fn unknown_param_exits_2() {
 #[test]
 fn scan_without_api_key_exits_2_saying_where_to_set_it() {
     let sample = common::sample("elf_true");
-    let output = run(&["scan", "--base-url", "http://127.0.0.1:9/api/", sample.to_str().unwrap()]);
+    let output = run(&[
+        "scan",
+        "--base-url",
+        "http://127.0.0.1:9/api/",
+        sample.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("api_key"), "{}", stderr(&output));
 }
@@ -81,7 +112,10 @@ fn scan_missing_file_exits_2_naming_it() {
 #[test]
 fn scan_simulator_writes_result_json() {
     let out = tempfile::tempdir().unwrap();
-    let files = [common::sample("elf_true"), common::sample("pe_nsis_stub.exe")];
+    let files = [
+        common::sample("elf_true"),
+        common::sample("pe_nsis_stub.exe"),
+    ];
     let output = run(&[
         "scan",
         "--simulator",
@@ -96,7 +130,8 @@ fn scan_simulator_writes_result_json() {
     for file in &files {
         let sha256 = common::sha256_hex(&std::fs::read(file).unwrap());
         let path = out.path().join(format!("{sha256}.result.json"));
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["sha256"], sha256.as_str());
         assert_eq!(json["response"]["service_name"], "IntezerDynamic");
         assert!(stdout.contains(&sha256));
@@ -108,7 +143,11 @@ fn scan_simulator_writes_result_json() {
 #[test]
 fn demo_answers_every_task_once() {
     let out = tempfile::tempdir().unwrap();
-    let files = [common::sample("elf_true"), common::sample("elf_libxau.so"), common::sample("pe_nsis_stub.exe")];
+    let files = [
+        common::sample("elf_true"),
+        common::sample("elf_libxau.so"),
+        common::sample("pe_nsis_stub.exe"),
+    ];
     let output = run(&[
         "demo",
         "--output-dir",
@@ -117,9 +156,17 @@ fn demo_answers_every_task_once() {
         files[1].to_str().unwrap(),
         files[2].to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("3 tasks handed out, 3 answered, 0 lost, 0 answered twice"), "{stdout}");
+    assert!(
+        stdout.contains("3 tasks handed out, 3 answered, 0 lost, 0 answered twice"),
+        "{stdout}"
+    );
     let written = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(written, 3);
 }

@@ -88,8 +88,13 @@ async fn run_serve(server: &MockServer, task_limit: u64, dir: &std::path::Path) 
         ("TASKING_DIR", dir.display().to_string()),
         ("HOSTNAME", "test-host".to_string()),
     ]);
-    let options = ServeOptions { concurrency: 1, ..ServeOptions::default() };
-    runtime::serve(env, options, std::future::pending()).await.expect("serve runs")
+    let options = ServeOptions {
+        concurrency: 1,
+        ..ServeOptions::default()
+    };
+    runtime::serve(env, options, std::future::pending())
+        .await
+        .expect("serve runs")
 }
 
 /// Bodies of every POST /api/v1/task/, in order.
@@ -114,7 +119,9 @@ async fn malformed_task_gets_error_and_service_continues() {
     let mut broken = task("broken-sid", &sha256);
     broken.as_object_mut().unwrap().remove("fileinfo");
     hand_out_once(broken, 1).mount(&server).await;
-    hand_out_once(task("good-sid", &sha256), 2).mount(&server).await;
+    hand_out_once(task("good-sid", &sha256), 2)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(format!("/api/v1/file/{sha256}/")))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(bytes))
@@ -129,7 +136,10 @@ async fn malformed_task_gets_error_and_service_continues() {
     assert_eq!(posts.len(), 2, "one answer per task: {posts:#?}");
     let error = &posts[0]["error"];
     assert_eq!(error["response"]["status"], "FAIL_NONRECOVERABLE");
-    assert!(error["response"]["message"].as_str().unwrap().contains("fileinfo"));
+    assert!(error["response"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("fileinfo"));
     assert_eq!(posts[1]["task"]["sid"], "good-sid");
     assert!(posts[1].get("result").is_some(), "second task got a result");
 }
@@ -141,17 +151,30 @@ async fn invalid_sha256_task_gets_error() {
     let intezer = intezer_knowing_nothing().await;
     let server = MockServer::start().await;
     mount_service_server(&server, &format!("{}/api/", intezer.uri())).await;
-    hand_out_once(task("bad-hash", "NOT-A-HASH"), 1).mount(&server).await;
+    hand_out_once(task("bad-hash", "NOT-A-HASH"), 1)
+        .mount(&server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
 
     run_serve(&server, 1, dir.path()).await;
 
     let posts = posted(&server).await;
     assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0]["error"]["response"]["status"], "FAIL_NONRECOVERABLE");
-    assert!(posts[0]["error"]["response"]["message"].as_str().unwrap().contains("fileinfo.sha256"));
+    assert_eq!(
+        posts[0]["error"]["response"]["status"],
+        "FAIL_NONRECOVERABLE"
+    );
+    assert!(posts[0]["error"]["response"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("fileinfo.sha256"));
     let requests = server.received_requests().await.unwrap();
-    assert!(!requests.iter().any(|r| r.url.path().starts_with("/api/v1/file/")), "no download was attempted");
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.url.path().starts_with("/api/v1/file/")),
+        "no download was attempted"
+    );
 }
 
 /// A download whose bytes never match the task's SHA-256 is retried, then
@@ -162,7 +185,9 @@ async fn wrong_hash_download_retried_then_recoverable_error() {
     let server = MockServer::start().await;
     mount_service_server(&server, &format!("{}/api/", intezer.uri())).await;
     let sha256 = common::sha256_hex(&std::fs::read(common::sample(ELF_TRUE)).unwrap());
-    hand_out_once(task("mismatch", &sha256), 1).mount(&server).await;
+    hand_out_once(task("mismatch", &sha256), 1)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(format!("/api/v1/file/{sha256}/")))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"not the file".to_vec()))
@@ -176,7 +201,10 @@ async fn wrong_hash_download_retried_then_recoverable_error() {
     let posts = posted(&server).await;
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0]["error"]["response"]["status"], "FAIL_RECOVERABLE");
-    assert!(posts[0]["error"]["response"]["message"].as_str().unwrap().contains("SHA-256"));
+    assert!(posts[0]["error"]["response"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SHA-256"));
 }
 
 /// A file the service server does not have is a non-recoverable error.
@@ -198,7 +226,10 @@ async fn missing_file_is_nonrecoverable() {
 
     let posts = posted(&server).await;
     assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0]["error"]["response"]["status"], "FAIL_NONRECOVERABLE");
+    assert_eq!(
+        posts[0]["error"]["response"]["status"],
+        "FAIL_NONRECOVERABLE"
+    );
 }
 
 /// Intezer answering the lookup with something that is not JSON still
@@ -220,7 +251,9 @@ async fn intezer_garbage_gives_recoverable_error() {
     mount_service_server(&server, &format!("{}/api/", intezer.uri())).await;
     let bytes = std::fs::read(common::sample(ELF_TRUE)).unwrap();
     let sha256 = common::sha256_hex(&bytes);
-    hand_out_once(task("garbage", &sha256), 1).mount(&server).await;
+    hand_out_once(task("garbage", &sha256), 1)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(format!("/api/v1/file/{sha256}/")))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(bytes))
@@ -233,5 +266,8 @@ async fn intezer_garbage_gives_recoverable_error() {
     let posts = posted(&server).await;
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0]["error"]["response"]["status"], "FAIL_RECOVERABLE");
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "working folders are removed");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "working folders are removed"
+    );
 }

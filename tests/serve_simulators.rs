@@ -15,7 +15,12 @@ use intezer_dynamic::simulator::service_server::{
     CompletionKind, ServiceServerOptions, ServiceServerSimulator, SimFile, SimReport,
 };
 
-const SAMPLES: &[&str] = &["elf_true", "elf_libxau.so", "pe_nsis_stub.exe", "pe_nsis_system.dll"];
+const SAMPLES: &[&str] = &[
+    "elf_true",
+    "elf_libxau.so",
+    "pe_nsis_stub.exe",
+    "pe_nsis_system.dll",
+];
 
 fn sim_file(name: &str) -> SimFile {
     SimFile {
@@ -32,7 +37,11 @@ fn config(base_url: &str) -> Map<String, Value> {
         .clone()
 }
 
-async fn serve_until_limit(host: String, tasks: usize, concurrency: usize) -> Result<ServeExit, RuntimeError> {
+async fn serve_until_limit(
+    host: String,
+    tasks: usize,
+    concurrency: usize,
+) -> Result<ServeExit, RuntimeError> {
     let dir = tempfile::tempdir().unwrap();
     let env = common::environment(&[
         ("SERVICE_API_HOST", host),
@@ -41,9 +50,15 @@ async fn serve_until_limit(host: String, tasks: usize, concurrency: usize) -> Re
         ("TASKING_DIR", dir.path().display().to_string()),
         ("HOSTNAME", "e2e".to_string()),
     ]);
-    let options = ServeOptions { concurrency, ..ServeOptions::default() };
+    let options = ServeOptions {
+        concurrency,
+        ..ServeOptions::default()
+    };
     let exit = runtime::serve(env, options, std::future::pending()).await;
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "working folders are removed");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "working folders are removed"
+    );
     exit
 }
 
@@ -51,8 +66,16 @@ fn assert_each_task_once(report: &SimReport, tasks: usize) {
     assert_eq!(report.tasks_handed_out, tasks);
     assert_eq!(report.completions.len(), tasks, "{report:#?}");
     assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(report.completed_twice.is_empty(), "twice: {:?}", report.completed_twice);
-    assert!(report.protocol_errors.is_empty(), "protocol errors: {:?}", report.protocol_errors);
+    assert!(
+        report.completed_twice.is_empty(),
+        "twice: {:?}",
+        report.completed_twice
+    );
+    assert!(
+        report.protocol_errors.is_empty(),
+        "protocol errors: {:?}",
+        report.protocol_errors
+    );
 }
 
 /// Title → heuristic id of every section of a posted result.
@@ -61,14 +84,21 @@ fn heuristics(result: &Value) -> Vec<(String, Option<u64>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["title_text"].as_str().unwrap().to_string(), s["heuristic"]["heur_id"].as_u64()))
+        .map(|s| {
+            (
+                s["title_text"].as_str().unwrap().to_string(),
+                s["heuristic"]["heur_id"].as_u64(),
+            )
+        })
         .collect()
 }
 
 /// All four samples, many slots: each is answered once, with a result.
 #[actix_rt::test]
 async fn every_sample_answered_once_with_result() {
-    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0).await.unwrap();
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
+        .await
+        .unwrap();
     let options = ServiceServerOptions {
         files: SAMPLES.iter().map(|name| sim_file(name)).collect(),
         config_overrides: config(&intezer.base_url()),
@@ -77,14 +107,26 @@ async fn every_sample_answered_once_with_result() {
     };
     let server = ServiceServerSimulator::start(options, 0).await.unwrap();
 
-    let exit = serve_until_limit(server.base_url(), SAMPLES.len(), 4).await.unwrap();
+    let exit = serve_until_limit(server.base_url(), SAMPLES.len(), 4)
+        .await
+        .unwrap();
 
-    let report = server.wait_until_all_completed(Duration::from_secs(5)).await;
+    let report = server
+        .wait_until_all_completed(Duration::from_secs(5))
+        .await;
     assert_each_task_once(&report, SAMPLES.len());
-    assert!(matches!(exit, ServeExit::Finished(summary) if summary.results == SAMPLES.len() as u64));
+    assert!(
+        matches!(exit, ServeExit::Finished(summary) if summary.results == SAMPLES.len() as u64)
+    );
     for completion in &report.completions {
-        assert!(matches!(completion.kind, CompletionKind::Result), "{completion:#?}");
-        assert_eq!(completion.body["response"]["service_name"], "IntezerDynamic");
+        assert!(
+            matches!(completion.kind, CompletionKind::Result),
+            "{completion:#?}"
+        );
+        assert_eq!(
+            completion.body["response"]["service_name"],
+            "IntezerDynamic"
+        );
         assert_eq!(completion.body["sha256"], completion.sha256.as_str());
     }
     intezer.stop().await;
@@ -95,8 +137,12 @@ async fn every_sample_answered_once_with_result() {
 /// report, used as returned without a second hash lookup.
 #[actix_rt::test]
 async fn unknown_file_is_submitted_polled_and_reported() {
-    let scenario = Scenario::load(&common::fixtures().join("scenarios/03_miss_submit_poll_malicious.json")).unwrap();
-    let intezer = IntezerSimulator::start(IntezerBehaviour::Scenario(scenario), 0).await.unwrap();
+    let scenario =
+        Scenario::load(&common::fixtures().join("scenarios/03_miss_submit_poll_malicious.json"))
+            .unwrap();
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Scenario(scenario), 0)
+        .await
+        .unwrap();
     let options = ServiceServerOptions {
         files: vec![sim_file("elf_libxau.so")],
         config_overrides: config(&intezer.base_url()),
@@ -106,18 +152,38 @@ async fn unknown_file_is_submitted_polled_and_reported() {
 
     serve_until_limit(server.base_url(), 1, 2).await.unwrap();
 
-    let report = server.wait_until_all_completed(Duration::from_secs(5)).await;
+    let report = server
+        .wait_until_all_completed(Duration::from_secs(5))
+        .await;
     assert_each_task_once(&report, 1);
     let result = &report.completions[0].body;
     let found = heuristics(result);
-    assert!(found.contains(&("Intezer analysis report".to_string(), Some(1))), "{found:?}");
-    assert!(found.contains(&("Intezer sub-verdict".to_string(), Some(13))), "{found:?}");
+    assert!(
+        found.contains(&("Intezer analysis report".to_string(), Some(1))),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("Intezer sub-verdict".to_string(), Some(13))),
+        "{found:?}"
+    );
     let calls = intezer.calls();
-    let uploads = calls.iter().filter(|c| c.method == "POST" && c.path.ends_with("/analyze")).count();
-    let lookups = calls.iter().filter(|c| c.method == "GET" && c.path.contains("/files/")).count();
-    let polls = calls.iter().filter(|c| c.method == "GET" && c.path.ends_with("-000000000003")).count();
+    let uploads = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/analyze"))
+        .count();
+    let lookups = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("/files/"))
+        .count();
+    let polls = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with("-000000000003"))
+        .count();
     assert_eq!(uploads, 1);
-    assert_eq!(lookups, 1, "no second hash lookup after the analysis finished");
+    assert_eq!(
+        lookups, 1,
+        "no second hash lookup after the analysis finished"
+    );
     assert_eq!(polls, 4, "three 202 answers, then the finished report");
     intezer.stop().await;
     server.stop().await;
@@ -136,7 +202,9 @@ async fn placeholder_api_key_stops_before_any_task() {
     };
     let server = ServiceServerSimulator::start(options, 0).await.unwrap();
 
-    let err = serve_until_limit(server.base_url(), 1, 1).await.unwrap_err();
+    let err = serve_until_limit(server.base_url(), 1, 1)
+        .await
+        .unwrap_err();
 
     let message = err.to_string();
     assert!(message.contains("api_key"), "{message}");
@@ -149,10 +217,17 @@ async fn placeholder_api_key_stops_before_any_task() {
 /// REGISTER_ONLY registers the manifest and returns without polling.
 #[actix_rt::test]
 async fn register_only_registers_and_exits() {
-    let server = ServiceServerSimulator::start(ServiceServerOptions::default(), 0).await.unwrap();
-    let env = common::environment(&[("SERVICE_API_HOST", server.base_url()), ("REGISTER_ONLY", "true".to_string())]);
+    let server = ServiceServerSimulator::start(ServiceServerOptions::default(), 0)
+        .await
+        .unwrap();
+    let env = common::environment(&[
+        ("SERVICE_API_HOST", server.base_url()),
+        ("REGISTER_ONLY", "true".to_string()),
+    ]);
 
-    let exit = runtime::serve(env, ServeOptions::default(), std::future::pending()).await.unwrap();
+    let exit = runtime::serve(env, ServeOptions::default(), std::future::pending())
+        .await
+        .unwrap();
 
     assert_eq!(exit, ServeExit::Registered { keep_alive: true });
     let report = server.report();
@@ -166,7 +241,9 @@ async fn register_only_registers_and_exits() {
 /// A shutdown request stops polling; the service exits with nothing lost.
 #[actix_rt::test]
 async fn shutdown_request_stops_cleanly() {
-    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0).await.unwrap();
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
+        .await
+        .unwrap();
     let options = ServiceServerOptions {
         files: vec![sim_file("elf_true")],
         config_overrides: config(&intezer.base_url()),
@@ -183,11 +260,16 @@ async fn shutdown_request_stops_cleanly() {
     let wait_for_answer = {
         let handle = &server;
         async move {
-            handle.wait_until_all_completed(Duration::from_secs(10)).await;
+            handle
+                .wait_until_all_completed(Duration::from_secs(10))
+                .await;
             let _ = stop.send(());
         }
     };
-    let options = ServeOptions { concurrency: 3, ..ServeOptions::default() };
+    let options = ServeOptions {
+        concurrency: 3,
+        ..ServeOptions::default()
+    };
     let serve = runtime::serve(env, options, async {
         let _ = stopped.await;
     });

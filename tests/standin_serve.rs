@@ -17,7 +17,12 @@ use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, Inte
 const INTEZER_KEY: &str = "intezer-key-MUST-NOT-LEAK-7f3a";
 const AL_KEY: &str = "al-service-key-MUST-NOT-LEAK-91c2";
 
-const SAMPLES: &[&str] = &["elf_true", "elf_libxau.so", "pe_nsis_stub.exe", "pe_nsis_system.dll"];
+const SAMPLES: &[&str] = &[
+    "elf_true",
+    "elf_libxau.so",
+    "pe_nsis_stub.exe",
+    "pe_nsis_system.dll",
+];
 
 /// Longest time the stand-in may take to write its port file, and the
 /// service to finish its tasks.
@@ -33,7 +38,14 @@ fn start_standin(dir: &Path, intezer_base_url: &str) -> Child {
         .arg(dir.join("port"))
         .arg("--report")
         .arg(dir.join("report.json"))
-        .args(["--api-key", AL_KEY, "--max-long-poll", "1", "--log-level", "WARNING"])
+        .args([
+            "--api-key",
+            AL_KEY,
+            "--max-long-poll",
+            "1",
+            "--log-level",
+            "WARNING",
+        ])
         .arg("--config")
         .arg(format!("base_url={intezer_base_url}"))
         .arg(format!("api_key={INTEZER_KEY}"))
@@ -42,7 +54,11 @@ fn start_standin(dir: &Path, intezer_base_url: &str) -> Child {
     for sample in SAMPLES {
         command.arg(common::sample(sample));
     }
-    command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("python3 runs the stand-in")
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs the stand-in")
 }
 
 fn wait_for_port(path: &Path) -> u16 {
@@ -53,14 +69,19 @@ fn wait_for_port(path: &Path) -> u16 {
                 return port;
             }
         }
-        assert!(start.elapsed() < STARTUP_LIMIT, "the stand-in did not start");
+        assert!(
+            start.elapsed() < STARTUP_LIMIT,
+            "the stand-in did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_standin_tasks_once_without_leaking_keys() {
-    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0).await.unwrap();
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tasking = tempfile::tempdir().unwrap();
     let mut standin = start_standin(dir.path(), &intezer.base_url());
@@ -72,7 +93,13 @@ async fn serve_answers_standin_tasks_once_without_leaking_keys() {
     .unwrap();
 
     let service = Command::new(common::binary())
-        .args(["serve", "--concurrency", "3", "--metrics-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--concurrency",
+            "3",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .env("SERVICE_API_HOST", format!("http://127.0.0.1:{port}"))
         .env("SERVICE_API_KEY", AL_KEY)
         .env("AL_SERVICE_TASK_LIMIT", SAMPLES.len().to_string())
@@ -96,15 +123,26 @@ async fn serve_answers_standin_tasks_once_without_leaking_keys() {
     let _ = standin.kill();
     let _ = standin.wait();
     intezer.stop().await;
-    let logs = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    let logs = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "serve failed: {logs}");
 
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["tasks_handed_out"], SAMPLES.len());
-    assert_eq!(report["completions"].as_array().unwrap().len(), SAMPLES.len(), "{report:#}");
+    assert_eq!(
+        report["completions"].as_array().unwrap().len(),
+        SAMPLES.len(),
+        "{report:#}"
+    );
     assert_eq!(report["lost"], serde_json::json!([]));
     assert_eq!(report["completed_twice"], serde_json::json!([]));
-    assert_eq!(report["protocol_errors"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["protocol_errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
     for completion in report["completions"].as_array().unwrap() {
         assert_eq!(completion["kind"], "Result", "{completion:#}");
     }
@@ -112,7 +150,13 @@ async fn serve_answers_standin_tasks_once_without_leaking_keys() {
     assert!(!logs.is_empty());
     for key in [INTEZER_KEY, AL_KEY] {
         assert!(!logs.contains(key), "a key appears in the logs");
-        assert!(!report.to_string().contains(key), "a key appears in a posted answer");
+        assert!(
+            !report.to_string().contains(key),
+            "a key appears in a posted answer"
+        );
     }
-    assert!(std::fs::read_dir(tasking.path()).unwrap().next().is_none(), "working folders are removed");
+    assert!(
+        std::fs::read_dir(tasking.path()).unwrap().next().is_none(),
+        "working folders are removed"
+    );
 }

@@ -31,10 +31,13 @@ pub struct WatchAnalysis {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchOutcome {
-    Finished(Analysis),
+    Finished(Box<Analysis>),
     Failed,
     /// The wait ended while the analysis was still running.
-    StillRunning { status: String, polls: u32 },
+    StillRunning {
+        status: String,
+        polls: u32,
+    },
 }
 
 /// Why watching stopped without an outcome.
@@ -77,7 +80,11 @@ pub struct AnalysisWatcher {
 
 impl AnalysisWatcher {
     pub fn new(lookup: Arc<Stage<IntezerLookup>>, mailbox_capacity: usize) -> AnalysisWatcher {
-        AnalysisWatcher { lookup, watches: HashMap::new(), mailbox_capacity }
+        AnalysisWatcher {
+            lookup,
+            watches: HashMap::new(),
+            mailbox_capacity,
+        }
     }
 
     /// Number of analyses being watched.
@@ -94,13 +101,21 @@ impl AnalysisWatcher {
         if let Some(timer) = watch.timer.take() {
             ctx.cancel_future(timer);
         }
-        let earliest_end = watch.waiters.iter().map(|w| w.wait_until).min().unwrap_or_else(Instant::now);
+        let earliest_end = watch
+            .waiters
+            .iter()
+            .map(|w| w.wait_until)
+            .min()
+            .unwrap_or_else(Instant::now);
         let next_poll = Instant::now() + watch.poll_interval;
         let at = next_poll.min(earliest_end);
         let id = analysis_id.to_string();
-        let handle = ctx.run_later(at.saturating_duration_since(Instant::now()), move |act, ctx| {
-            act.on_timer(&id, ctx);
-        });
+        let handle = ctx.run_later(
+            at.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                act.on_timer(&id, ctx);
+            },
+        );
         watch.timer = Some(handle);
     }
 
@@ -114,12 +129,23 @@ impl AnalysisWatcher {
             return;
         }
         watch.poll_in_flight = true;
-        let deadline = watch.waiters.iter().map(|w| w.wait_until).max().unwrap_or_else(Instant::now);
+        let deadline = watch
+            .waiters
+            .iter()
+            .map(|w| w.wait_until)
+            .max()
+            .unwrap_or_else(Instant::now);
         let lookup = self.lookup.clone();
-        let message = FetchAnalysis { analysis_id: analysis_id.to_string(), deadline };
+        let message = FetchAnalysis {
+            analysis_id: analysis_id.to_string(),
+            deadline,
+        };
         let id = analysis_id.to_string();
         let poll = async move { lookup.call(message).await };
-        ctx.spawn(poll.into_actor(self).map(move |answer, act, ctx| act.on_polled(&id, answer, ctx)));
+        ctx.spawn(
+            poll.into_actor(self)
+                .map(move |answer, act, ctx| act.on_polled(&id, answer, ctx)),
+        );
     }
 
     /// Answers the waiters whose wait has ended and drops the watch when no
@@ -129,11 +155,16 @@ impl AnalysisWatcher {
             return;
         };
         let now = Instant::now();
-        let (expired, waiting): (Vec<Waiter>, Vec<Waiter>) =
-            watch.waiters.drain(..).partition(|waiter| waiter.wait_until <= now);
+        let (expired, waiting): (Vec<Waiter>, Vec<Waiter>) = watch
+            .waiters
+            .drain(..)
+            .partition(|waiter| waiter.wait_until <= now);
         watch.waiters = waiting;
         for waiter in expired {
-            let outcome = WatchOutcome::StillRunning { status: watch.last_status.clone(), polls: watch.polls };
+            let outcome = WatchOutcome::StillRunning {
+                status: watch.last_status.clone(),
+                polls: watch.polls,
+            };
             let _ = waiter.reply.send(Ok(outcome));
         }
         if watch.waiters.is_empty() && !watch.poll_in_flight {
@@ -158,7 +189,9 @@ impl AnalysisWatcher {
                 watch.last_status = status;
                 None
             }
-            Ok(Ok(AnalysisState::Finished(analysis))) => Some(Ok(WatchOutcome::Finished(analysis))),
+            Ok(Ok(AnalysisState::Finished(analysis))) => {
+                Some(Ok(WatchOutcome::Finished(Box::new(analysis))))
+            }
             Ok(Ok(AnalysisState::Failed)) => Some(Ok(WatchOutcome::Failed)),
             Ok(Err(err)) if err.is_transient() => {
                 warn!(analysis_id, error = %err, "analysis poll failed; polling again");
@@ -197,8 +230,14 @@ impl AnalysisWatcher {
 /// errors are not `Clone`; the first waiter gets the original.
 fn copy_error(err: &WatchError) -> IntezerError {
     match err {
-        WatchError::Intezer(inner) => IntezerError::InvalidResponse { endpoint: "analyses.get", message: inner.to_string() },
-        other => IntezerError::InvalidResponse { endpoint: "analyses.get", message: other.to_string() },
+        WatchError::Intezer(inner) => IntezerError::InvalidResponse {
+            endpoint: "analyses.get",
+            message: inner.to_string(),
+        },
+        other => IntezerError::InvalidResponse {
+            endpoint: "analyses.get",
+            message: other.to_string(),
+        },
     }
 }
 
@@ -215,16 +254,22 @@ impl Handler<WatchAnalysis> for AnalysisWatcher {
 
     fn handle(&mut self, message: WatchAnalysis, ctx: &mut Context<Self>) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        let waiter = Waiter { reply, wait_until: message.wait_until };
+        let waiter = Waiter {
+            reply,
+            wait_until: message.wait_until,
+        };
         let is_new = !self.watches.contains_key(&message.analysis_id);
-        let watch = self.watches.entry(message.analysis_id.clone()).or_insert_with(|| Watch {
-            waiters: Vec::new(),
-            poll_interval: message.poll_interval,
-            last_status: "created".to_string(),
-            polls: 0,
-            poll_in_flight: false,
-            timer: None,
-        });
+        let watch = self
+            .watches
+            .entry(message.analysis_id.clone())
+            .or_insert_with(|| Watch {
+                waiters: Vec::new(),
+                poll_interval: message.poll_interval,
+                last_status: "created".to_string(),
+                polls: 0,
+                poll_in_flight: false,
+                timer: None,
+            });
         watch.poll_interval = watch.poll_interval.min(message.poll_interval);
         watch.waiters.push(waiter);
         if is_new || watch.timer.is_none() {

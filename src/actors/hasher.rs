@@ -56,7 +56,10 @@ impl Handler<HashFile> for Hasher {
 
 /// Hashes the file at `path`, streaming it through a fixed buffer.
 pub fn hash_file(path: &std::path::Path) -> Result<FileDigest, HashError> {
-    let error = |err: std::io::Error| HashError { path: path.display().to_string(), message: err.to_string() };
+    let error = |err: std::io::Error| HashError {
+        path: path.display().to_string(),
+        message: err.to_string(),
+    };
     let mut file = File::open(path).map_err(error)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; CHUNK_SIZE];
@@ -69,7 +72,10 @@ pub fn hash_file(path: &std::path::Path) -> Result<FileDigest, HashError> {
         hasher.update(&buffer[..read]);
         size += read as u64;
     }
-    Ok(FileDigest { sha256: hex::encode(hasher.finalize()), size })
+    Ok(FileDigest {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
 }
 
 #[cfg(test)]
@@ -83,7 +89,10 @@ mod tests {
         let path = dir.path().join("abc");
         std::fs::write(&path, b"abc").unwrap();
         let digest = hash_file(&path).unwrap();
-        assert_eq!(digest.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            digest.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(digest.size, 3);
     }
 
@@ -100,6 +109,9 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let addr = SyncArbiter::start(1, || Hasher);
         let digest = addr.send(HashFile { path }).await.unwrap().unwrap();
-        assert_eq!(digest.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            digest.sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError, Iocs}
 /// What a hash lookup found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupOutcome {
-    Found(Analysis),
+    Found(Box<Analysis>),
     /// HTTP 404: Intezer has no analysis of this file visible to the key.
     NotFound,
     /// HTTP 410: Intezer dropped the analysis; treated like not found.
@@ -64,7 +64,10 @@ pub struct IntezerLookup {
 
 impl IntezerLookup {
     pub fn new(client: Arc<IntezerClient>, mailbox_capacity: usize) -> IntezerLookup {
-        IntezerLookup { client, mailbox_capacity }
+        IntezerLookup {
+            client,
+            mailbox_capacity,
+        }
     }
 }
 
@@ -82,8 +85,11 @@ impl Handler<LookupHash> for IntezerLookup {
     fn handle(&mut self, message: LookupHash, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(guard("IntezerLookup", async move {
-            let outcome = match client.latest_analysis(&message.sha256, message.private_only, message.deadline).await {
-                Ok(analysis) => Ok(LookupOutcome::Found(analysis)),
+            let outcome = match client
+                .latest_analysis(&message.sha256, message.private_only, message.deadline)
+                .await
+            {
+                Ok(analysis) => Ok(LookupOutcome::Found(Box::new(analysis))),
                 Err(IntezerError::NotFound { .. }) => Ok(LookupOutcome::NotFound),
                 Err(IntezerError::Gone { .. }) => Ok(LookupOutcome::Gone),
                 Err(err) => Err(err),
@@ -108,7 +114,9 @@ impl Handler<FetchAnalysis> for IntezerLookup {
     fn handle(&mut self, message: FetchAnalysis, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(guard("IntezerLookup", async move {
-            client.analysis(&message.analysis_id, message.deadline).await
+            client
+                .analysis(&message.analysis_id, message.deadline)
+                .await
         }))
     }
 }

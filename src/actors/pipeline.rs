@@ -72,7 +72,9 @@ impl Pipeline {
     /// Starts every actor. Must run inside an actix `System`.
     pub fn start(settings: PipelineSettings) -> Pipeline {
         let capacity = settings.concurrency.max(1);
-        let hasher = Arc::new(Stage::start("Hasher", || SyncArbiter::start(HASHER_THREADS, || Hasher)));
+        let hasher = Arc::new(Stage::start("Hasher", || {
+            SyncArbiter::start(HASHER_THREADS, || Hasher)
+        }));
 
         let client = settings.client.clone();
         let lookup = Arc::new(Stage::start("IntezerLookup", move || {
@@ -113,22 +115,41 @@ impl Pipeline {
     /// Analyses `file` for `task` and returns the result or the error to
     /// post. Never panics and never returns without an outcome; the caller
     /// bounds it by `deadline`.
-    pub async fn analyse(&self, task: &Task, file: &Path, started: DateTime<Utc>, deadline: Instant) -> TaskOutcome {
+    pub async fn analyse(
+        &self,
+        task: &Task,
+        file: &Path,
+        started: DateTime<Utc>,
+        deadline: Instant,
+    ) -> TaskOutcome {
         let findings = match self.find(task, file, deadline).await {
             Ok(findings) => findings,
             Err(failure) => return TaskOutcome::Error(failure),
         };
-        let message = BuildResult { task: task.clone(), findings, started };
+        let message = BuildResult {
+            task: task.clone(),
+            findings,
+            started,
+        };
         match self.builder.send(message).await {
             Ok(result) => TaskOutcome::Result(result),
             Err(err) => TaskOutcome::Error(stage_failure(&err)),
         }
     }
 
-    async fn find(&self, task: &Task, file: &Path, deadline: Instant) -> Result<Findings, TaskFailure> {
-        let layers = self.param_defaults.iter().chain(std::iter::once(&task.service_config));
-        let params = SubmissionParams::resolve(layers)
-            .map_err(|err| TaskFailure::nonrecoverable(format!("invalid submission parameters: {err}")))?;
+    async fn find(
+        &self,
+        task: &Task,
+        file: &Path,
+        deadline: Instant,
+    ) -> Result<Findings, TaskFailure> {
+        let layers = self
+            .param_defaults
+            .iter()
+            .chain(std::iter::once(&task.service_config));
+        let params = SubmissionParams::resolve(layers).map_err(|err| {
+            TaskFailure::nonrecoverable(format!("invalid submission parameters: {err}"))
+        })?;
 
         let analysis = match &params.analysis_id {
             Some(analysis_id) => match self.analysis_by_id(task, analysis_id, deadline).await? {
@@ -152,31 +173,57 @@ impl Pipeline {
             metrics().verdicts.with_label_values(&["none"]).inc();
             return Ok(Findings::Empty);
         };
-        metrics().verdicts.with_label_values(&[verdict_label(&verdict)]).inc();
-        let message = FetchIocs { analysis_id: analysis.analysis_id.clone(), deadline };
+        metrics()
+            .verdicts
+            .with_label_values(&[verdict_label(&verdict)])
+            .inc();
+        let message = FetchIocs {
+            analysis_id: analysis.analysis_id.clone(),
+            deadline,
+        };
         let iocs = self
             .lookup
             .call(message)
             .await
             .map_err(|err| stage_failure(&err))?
             .map_err(|err| intezer_failure(&err, "reading the analysis IOCs"))?;
-        Ok(Findings::Analysis { analysis: Box::new(analysis), iocs })
+        Ok(Findings::Analysis {
+            analysis: Box::new(analysis),
+            iocs,
+        })
     }
 
     /// The analysis named by the `analysis_id` parameter, waited for if it is
     /// still running. `None` when Intezer does not know the id.
-    async fn analysis_by_id(&self, task: &Task, analysis_id: &str, deadline: Instant) -> Result<Option<Analysis>, TaskFailure> {
-        let message = FetchAnalysis { analysis_id: analysis_id.to_string(), deadline };
-        let answer = self.lookup.call(message).await.map_err(|err| stage_failure(&err))?;
+    async fn analysis_by_id(
+        &self,
+        task: &Task,
+        analysis_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<Analysis>, TaskFailure> {
+        let message = FetchAnalysis {
+            analysis_id: analysis_id.to_string(),
+            deadline,
+        };
+        let answer = self
+            .lookup
+            .call(message)
+            .await
+            .map_err(|err| stage_failure(&err))?;
         match answer {
             Ok(AnalysisState::Finished(analysis)) => Ok(Some(analysis)),
             Ok(AnalysisState::Failed) => Err(failed_analysis(task, analysis_id)),
-            Ok(AnalysisState::Running { .. }) => self.wait(task, analysis_id, deadline).await.map(Some),
+            Ok(AnalysisState::Running { .. }) => {
+                self.wait(task, analysis_id, deadline).await.map(Some)
+            }
             Err(IntezerError::NotFound { .. }) => {
                 warn!(sid = %task.sid, analysis_id, "the analysis_id parameter names an unknown analysis");
                 Ok(None)
             }
-            Err(err) => Err(intezer_failure(&err, "reading the analysis named by analysis_id")),
+            Err(err) => Err(intezer_failure(
+                &err,
+                "reading the analysis named by analysis_id",
+            )),
         }
     }
 
@@ -189,9 +236,16 @@ impl Pipeline {
         params: &SubmissionParams,
         deadline: Instant,
     ) -> Result<Option<Analysis>, TaskFailure> {
-        let message =
-            LookupHash { sha256: task.sha256.clone(), private_only: self.config.private_only, deadline };
-        let answer = self.lookup.call(message).await.map_err(|err| stage_failure(&err))?;
+        let message = LookupHash {
+            sha256: task.sha256.clone(),
+            private_only: self.config.private_only,
+            deadline,
+        };
+        let answer = self
+            .lookup
+            .call(message)
+            .await
+            .map_err(|err| stage_failure(&err))?;
         let outcome = match &answer {
             Ok(LookupOutcome::Found(_)) => "found",
             Ok(LookupOutcome::NotFound) => "not_found",
@@ -200,7 +254,7 @@ impl Pipeline {
         };
         metrics().lookups.with_label_values(&[outcome]).inc();
         match answer {
-            Ok(LookupOutcome::Found(analysis)) => return Ok(Some(analysis)),
+            Ok(LookupOutcome::Found(analysis)) => return Ok(Some(*analysis)),
             Ok(LookupOutcome::NotFound) | Ok(LookupOutcome::Gone) => {}
             Err(err) => return Err(intezer_failure(&err, "looking the file up")),
         }
@@ -222,8 +276,15 @@ impl Pipeline {
             sha256: task.sha256.clone(),
             deadline,
         };
-        let answer = self.submitter.call(message).await.map_err(|err| stage_failure(&err))?;
-        metrics().submissions.with_label_values(&[submission_outcome(&answer)]).inc();
+        let answer = self
+            .submitter
+            .call(message)
+            .await
+            .map_err(|err| stage_failure(&err))?;
+        metrics()
+            .submissions
+            .with_label_values(&[submission_outcome(&answer)])
+            .inc();
         let submitted = match answer {
             Ok(submitted) => submitted,
             Err(
@@ -237,26 +298,39 @@ impl Pipeline {
             }
             Err(err) => return Err(intezer_failure(&err, "submitting the file")),
         };
-        self.wait(task, submitted.analysis_id(), deadline).await.map(Some)
+        self.wait(task, submitted.analysis_id(), deadline)
+            .await
+            .map(Some)
     }
 
     /// Waits for a running analysis until it finishes, the configured
     /// analysis timeout passes, or the task deadline comes near.
-    async fn wait(&self, task: &Task, analysis_id: &str, deadline: Instant) -> Result<Analysis, TaskFailure> {
+    async fn wait(
+        &self,
+        task: &Task,
+        analysis_id: &str,
+        deadline: Instant,
+    ) -> Result<Analysis, TaskFailure> {
         let limit = Instant::now() + Duration::from_secs(self.config.analysis_timeout_in_seconds);
         let message = WatchAnalysis {
             analysis_id: analysis_id.to_string(),
             poll_interval: Duration::from_secs(self.config.polling_period_in_seconds.max(1)),
             wait_until: limit.min(deadline),
         };
-        let outcome = self.watcher.send(message).await.map_err(|err| stage_failure(&err))?;
+        let outcome = self
+            .watcher
+            .send(message)
+            .await
+            .map_err(|err| stage_failure(&err))?;
         match outcome {
-            Ok(WatchOutcome::Finished(analysis)) => Ok(analysis),
+            Ok(WatchOutcome::Finished(analysis)) => Ok(*analysis),
             Ok(WatchOutcome::Failed) => Err(failed_analysis(task, analysis_id)),
-            Ok(WatchOutcome::StillRunning { status, polls }) => Err(TaskFailure::recoverable(format!(
-                "Intezer analysis {analysis_id} was still {status} after {polls} polls; \
+            Ok(WatchOutcome::StillRunning { status, polls }) => {
+                Err(TaskFailure::recoverable(format!(
+                    "Intezer analysis {analysis_id} was still {status} after {polls} polls; \
                  Assemblyline will retry the task, and the analysis will be read once it finishes"
-            ))),
+                )))
+            }
             Err(WatchError::Intezer(err)) => Err(intezer_failure(&err, "waiting for the analysis")),
             Err(WatchError::Stage(err)) => Err(stage_failure(&err)),
             Err(err @ WatchError::WatcherStopped) => Err(TaskFailure::recoverable(err.to_string())),
@@ -282,11 +356,30 @@ fn submission_outcome(answer: &Result<Submitted, IntezerError>) -> &'static str 
 /// `other`, so a server sending new values cannot grow the label set.
 fn verdict_label(verdict: &str) -> &'static str {
     const KNOWN: &[&str] = &[
-        "malicious", "known_malicious", "suspicious", "administration_tool", "known_administration_tool",
-        "packed", "script", "probably_packed", "interesting", "unique", "no_genes", "almost_no_genes",
-        "inconclusive", "installer", "no_code", "unknown", "neutral", "testing",
+        "malicious",
+        "known_malicious",
+        "suspicious",
+        "administration_tool",
+        "known_administration_tool",
+        "packed",
+        "script",
+        "probably_packed",
+        "interesting",
+        "unique",
+        "no_genes",
+        "almost_no_genes",
+        "inconclusive",
+        "installer",
+        "no_code",
+        "unknown",
+        "neutral",
+        "testing",
     ];
-    KNOWN.iter().find(|known| **known == verdict).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .find(|known| **known == verdict)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn failed_analysis(task: &Task, analysis_id: &str) -> TaskFailure {

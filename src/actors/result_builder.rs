@@ -23,7 +23,10 @@ pub enum Findings {
     /// submitted, it cannot analyse it, or it trusts it.
     Empty,
     /// An analysis and its IOCs.
-    Analysis { analysis: Box<Analysis>, iocs: Option<Iocs> },
+    Analysis {
+        analysis: Box<Analysis>,
+        iocs: Option<Iocs>,
+    },
     /// No analysis, but something the analyst should read.
     Note { title: String, lines: Vec<String> },
 }
@@ -46,8 +49,16 @@ pub struct ResultBuilder {
 }
 
 impl ResultBuilder {
-    pub fn new(config: Arc<ServiceConfig>, identity: Arc<ServiceIdentity>, mailbox_capacity: usize) -> ResultBuilder {
-        ResultBuilder { config, identity, mailbox_capacity }
+    pub fn new(
+        config: Arc<ServiceConfig>,
+        identity: Arc<ServiceIdentity>,
+        mailbox_capacity: usize,
+    ) -> ResultBuilder {
+        ResultBuilder {
+            config,
+            identity,
+            mailbox_capacity,
+        }
     }
 }
 
@@ -66,14 +77,22 @@ impl Handler<BuildResult> for ResultBuilder {
         let result = match &message.findings {
             Findings::Empty => ServiceResult::default(),
             Findings::Analysis { analysis, iocs } => {
-                let input = ReportInput { sha256: &message.task.sha256, analysis, iocs: iocs.as_ref() };
+                let input = ReportInput {
+                    sha256: &message.task.sha256,
+                    analysis,
+                    iocs: iocs.as_ref(),
+                };
                 build_result(&input, &self.config)
             }
-            Findings::Note { title, lines } => {
-                ServiceResult { sections: vec![Section::text(title.clone(), lines)], ..ServiceResult::default() }
-            }
+            Findings::Note { title, lines } => ServiceResult {
+                sections: vec![Section::text(title.clone(), lines)],
+                ..ServiceResult::default()
+            },
         };
-        let milestones = Milestones { started: message.started, completed: Utc::now() };
+        let milestones = Milestones {
+            started: message.started,
+            completed: Utc::now(),
+        };
         MessageResult(result.to_json(&message.task, &self.identity, milestones))
     }
 }

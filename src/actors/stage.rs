@@ -24,7 +24,10 @@ pub enum StageError {
     #[error("the {stage} actor did not answer in time")]
     Timeout { stage: &'static str },
     #[error("the {stage} actor panicked: {message}")]
-    Panicked { stage: &'static str, message: String },
+    Panicked {
+        stage: &'static str,
+        message: String,
+    },
 }
 
 /// One supervised actor of the pipeline.
@@ -37,9 +40,16 @@ pub struct Stage<A: Actor> {
 impl<A: Actor> Stage<A> {
     /// Starts the actor with `factory`, which is called again for every
     /// restart.
-    pub fn start(name: &'static str, factory: impl Fn() -> Addr<A> + Send + Sync + 'static) -> Stage<A> {
+    pub fn start(
+        name: &'static str,
+        factory: impl Fn() -> Addr<A> + Send + Sync + 'static,
+    ) -> Stage<A> {
         let addr = factory();
-        Stage { name, addr: Mutex::new(addr), factory: Box::new(factory) }
+        Stage {
+            name,
+            addr: Mutex::new(addr),
+            factory: Box::new(factory),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -48,7 +58,10 @@ impl<A: Actor> Stage<A> {
 
     /// The actor's address, restarting the actor first if it has stopped.
     pub fn addr(&self) -> Addr<A> {
-        let mut addr = self.addr.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut addr = self
+            .addr
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !addr.connected() {
             error!(stage = self.name, "actor stopped; starting a new one");
             *addr = (self.factory)();
@@ -96,11 +109,17 @@ impl<A: Actor> Stage<A> {
 /// Runs `future`, turning a panic inside it into [`StageError::Panicked`].
 /// Handlers wrap their asynchronous work in it, so a bug hit by one task
 /// fails that task alone.
-pub async fn guard<T>(stage: &'static str, future: impl std::future::Future<Output = T>) -> Result<T, StageError> {
+pub async fn guard<T>(
+    stage: &'static str,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, StageError> {
     AssertUnwindSafe(future)
         .catch_unwind()
         .await
-        .map_err(|panic| StageError::Panicked { stage, message: panic_message(panic.as_ref()) })
+        .map_err(|panic| StageError::Panicked {
+            stage,
+            message: panic_message(panic.as_ref()),
+        })
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -156,8 +175,10 @@ mod tests {
 
         fn handle(&mut self, _: AsyncCrash, _: &mut Context<Self>) -> Self::Result {
             Box::pin(guard("flaky", async {
-                let value: Option<u32> = None;
-                value.expect("async handler bug")
+                let values: Vec<u32> = Vec::new();
+                let index = values.len() + 1;
+                assert!(index < values.len(), "async handler bug");
+                values[index]
             }))
         }
     }
@@ -165,12 +186,33 @@ mod tests {
     #[actix_rt::test]
     async fn panicking_handler_fails_message_and_restarts_actor() {
         let stage = Stage::start("flaky", || Flaky.start());
-        assert_eq!(stage.send(Echo { value: 1, crash: false }).await, Ok(1));
+        assert_eq!(
+            stage
+                .send(Echo {
+                    value: 1,
+                    crash: false
+                })
+                .await,
+            Ok(1)
+        );
 
-        let lost = stage.send(Echo { value: 2, crash: true }).await;
+        let lost = stage
+            .send(Echo {
+                value: 2,
+                crash: true,
+            })
+            .await;
         assert_eq!(lost, Err(StageError::Stopped { stage: "flaky" }));
 
-        assert_eq!(stage.send(Echo { value: 3, crash: false }).await, Ok(3));
+        assert_eq!(
+            stage
+                .send(Echo {
+                    value: 3,
+                    crash: false
+                })
+                .await,
+            Ok(3)
+        );
     }
 
     #[actix_rt::test]
@@ -184,6 +226,14 @@ mod tests {
             }
             other => panic!("expected a panic error, got {other:?}"),
         }
-        assert_eq!(stage.send(Echo { value: 4, crash: false }).await, Ok(4));
+        assert_eq!(
+            stage
+                .send(Echo {
+                    value: 4,
+                    crash: false
+                })
+                .await,
+            Ok(4)
+        );
     }
 }

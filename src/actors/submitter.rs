@@ -34,7 +34,9 @@ pub enum Submitted {
 impl Submitted {
     pub fn analysis_id(&self) -> &str {
         match self {
-            Submitted::Created { analysis_id } | Submitted::AlreadyRunning { analysis_id } => analysis_id,
+            Submitted::Created { analysis_id } | Submitted::AlreadyRunning { analysis_id } => {
+                analysis_id
+            }
         }
     }
 }
@@ -50,7 +52,10 @@ pub struct Submitter {
 
 impl Submitter {
     pub fn new(client: Arc<IntezerClient>, mailbox_capacity: usize) -> Submitter {
-        Submitter { client, mailbox_capacity }
+        Submitter {
+            client,
+            mailbox_capacity,
+        }
     }
 }
 
@@ -68,9 +73,14 @@ impl Handler<SubmitFile> for Submitter {
     fn handle(&mut self, message: SubmitFile, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(guard("Submitter", async move {
-            let outcome = match client.submit_file(&message.path, &message.file_name, message.deadline).await {
+            let outcome = match client
+                .submit_file(&message.path, &message.file_name, message.deadline)
+                .await
+            {
                 Ok(analysis_id) => Ok(Submitted::Created { analysis_id }),
-                Err(IntezerError::AlreadyRunning { analysis_id }) => Ok(Submitted::AlreadyRunning { analysis_id }),
+                Err(IntezerError::AlreadyRunning { analysis_id }) => {
+                    Ok(Submitted::AlreadyRunning { analysis_id })
+                }
                 Err(err) => Err(err),
             };
             if let Ok(submitted) = &outcome {

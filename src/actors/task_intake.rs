@@ -36,7 +36,9 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::hasher::HashFile;
 use super::pipeline::{stage_failure, Pipeline, TaskOutcome};
 use super::stage::guard;
-use crate::assemblyline::{ErrorStatus, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure};
+use crate::assemblyline::{
+    ErrorStatus, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
+};
 use crate::telemetry::metrics::metrics;
 
 /// Attempts at downloading a task's file whose hash does not match.
@@ -208,7 +210,10 @@ impl TaskIntake {
                 }
             });
         }
-        let addr = TaskIntake { shared: shared.clone() }.start();
+        let addr = TaskIntake {
+            shared: shared.clone(),
+        }
+        .start();
         IntakeHandle { addr, shared }
     }
 }
@@ -278,7 +283,9 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
 
     async {
         info!("task received");
-        let work_dir = tempfile::Builder::new().prefix("intezer-task-").tempdir_in(&shared.settings.tasking_dir);
+        let work_dir = tempfile::Builder::new()
+            .prefix("intezer-task-")
+            .tempdir_in(&shared.settings.tasking_dir);
         let outcome = match (Task::parse(raw.clone()), &work_dir) {
             (Err(err), _) => TaskOutcome::Error(TaskFailure::nonrecoverable(format!(
                 "invalid task from the service server: {err}"
@@ -288,7 +295,10 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
                 shared.settings.tasking_dir.display()
             ))),
             (Ok(task), Ok(dir)) => {
-                let work = guard("TaskIntake", run_task(shared, &task, dir.path(), container_id, started, deadline));
+                let work = guard(
+                    "TaskIntake",
+                    run_task(shared, &task, dir.path(), container_id, started, deadline),
+                );
                 match tokio::time::timeout_at(deadline, work).await {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(err)) => TaskOutcome::Error(stage_failure(&err)),
@@ -322,14 +332,26 @@ async fn run_task(
     if let Err(failure) = download_verified(shared, task, &file, container_id).await {
         return TaskOutcome::Error(failure);
     }
-    shared.pipeline.analyse(task, &file, started, deadline).await
+    shared
+        .pipeline
+        .analyse(task, &file, started, deadline)
+        .await
 }
 
 /// Downloads the task's file and checks its SHA-256, retrying a mismatch.
-async fn download_verified(shared: &Shared, task: &Task, file: &Path, container_id: &str) -> Result<(), TaskFailure> {
+async fn download_verified(
+    shared: &Shared,
+    task: &Task,
+    file: &Path,
+    container_id: &str,
+) -> Result<(), TaskFailure> {
     let mut last_problem = String::new();
     for attempt in 1..=DOWNLOAD_ATTEMPTS {
-        match shared.client.download_file(&task.sha256, file, container_id).await {
+        match shared
+            .client
+            .download_file(&task.sha256, file, container_id)
+            .await
+        {
             Ok(_) => {}
             Err(ServiceServerError::NotFound { .. }) => {
                 return Err(TaskFailure::nonrecoverable(format!(
@@ -346,7 +368,9 @@ async fn download_verified(shared: &Shared, task: &Task, file: &Path, container_
         let digest = shared
             .pipeline
             .hasher
-            .send(HashFile { path: file.to_path_buf() })
+            .send(HashFile {
+                path: file.to_path_buf(),
+            })
             .await
             .map_err(|err| stage_failure(&err))?
             .map_err(|err| TaskFailure::recoverable(err.to_string()))?;
@@ -354,7 +378,10 @@ async fn download_verified(shared: &Shared, task: &Task, file: &Path, container_
             return Ok(());
         }
         warn!(attempt, downloaded = %digest.sha256, "downloaded file has the wrong SHA-256");
-        last_problem = format!("the downloaded file's SHA-256 was {}, expected {}", digest.sha256, task.sha256);
+        last_problem = format!(
+            "the downloaded file's SHA-256 was {}, expected {}",
+            digest.sha256, task.sha256
+        );
     }
     Err(TaskFailure::recoverable(format!(
         "could not download file {} after {DOWNLOAD_ATTEMPTS} attempts: {last_problem}",
@@ -365,7 +392,13 @@ async fn download_verified(shared: &Shared, task: &Task, file: &Path, container_
 /// Posts the outcome. A result the server rejects becomes a
 /// non-recoverable error that names the reason, so the task still gets
 /// exactly one answer.
-async fn post_outcome(shared: &Shared, raw: &Value, sha256: &str, outcome: TaskOutcome, container_id: &str) {
+async fn post_outcome(
+    shared: &Shared,
+    raw: &Value,
+    sha256: &str,
+    outcome: TaskOutcome,
+    container_id: &str,
+) {
     let service_name = raw
         .get("service_name")
         .and_then(Value::as_str)
@@ -373,17 +406,28 @@ async fn post_outcome(shared: &Shared, raw: &Value, sha256: &str, outcome: TaskO
         .to_string();
     let failure = match outcome {
         TaskOutcome::Result(result) => {
-            match shared.client.post_result(raw, &result, &HashMap::new(), container_id).await {
+            match shared
+                .client
+                .post_result(raw, &result, &HashMap::new(), container_id)
+                .await
+            {
                 Ok(()) => {
                     shared.results.fetch_add(1, Ordering::SeqCst);
-                    metrics().tasks_completed.with_label_values(&["result"]).inc();
-                    let score = result.pointer("/result/score").and_then(serde_json::Value::as_i64);
+                    metrics()
+                        .tasks_completed
+                        .with_label_values(&["result"])
+                        .inc();
+                    let score = result
+                        .pointer("/result/score")
+                        .and_then(serde_json::Value::as_i64);
                     info!(score, "result posted");
                     return;
                 }
                 Err(err) => {
                     warn!(error = %err, "the service server did not accept the result; posting an error instead");
-                    TaskFailure::nonrecoverable(format!("the service server rejected the result: {err}"))
+                    TaskFailure::nonrecoverable(format!(
+                        "the service server rejected the result: {err}"
+                    ))
                 }
             }
         }
@@ -397,12 +441,18 @@ async fn post_outcome(shared: &Shared, raw: &Value, sha256: &str, outcome: TaskO
                 ErrorStatus::Recoverable => "recoverable_error",
                 ErrorStatus::NonRecoverable => "nonrecoverable_error",
             };
-            metrics().tasks_completed.with_label_values(&[outcome]).inc();
+            metrics()
+                .tasks_completed
+                .with_label_values(&[outcome])
+                .inc();
             info!(status = failure.status.as_str(), message = %failure.message, "error posted");
         }
         Err(err) => {
             shared.unposted.fetch_add(1, Ordering::SeqCst);
-            metrics().tasks_completed.with_label_values(&["unposted"]).inc();
+            metrics()
+                .tasks_completed
+                .with_label_values(&["unposted"])
+                .inc();
             error!(error = %err, "could not post the task's error; AL will retry the task after its timeout");
         }
     }

@@ -33,7 +33,11 @@ pub enum ServiceServerError {
     #[error("{call}: not found (HTTP 404): {message}")]
     NotFound { call: &'static str, message: String },
     #[error("{call}: unexpected HTTP status {status}: {message}")]
-    Status { call: &'static str, status: u16, message: String },
+    Status {
+        call: &'static str,
+        status: u16,
+        message: String,
+    },
     #[error("{call}: invalid response: {message}")]
     InvalidResponse { call: &'static str, message: String },
     #[error("the service server asked for file {sha256}, which this task did not produce")]
@@ -93,7 +97,10 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 const POST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServiceServerClient {
-    pub fn new(env: &Environment, identity: Identity) -> Result<ServiceServerClient, ServiceServerError> {
+    pub fn new(
+        env: &Environment,
+        identity: Identity,
+    ) -> Result<ServiceServerClient, ServiceServerError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")))
@@ -107,12 +114,17 @@ impl ServiceServerClient {
                     ))
                 })?;
                 let certificate = reqwest::Certificate::from_pem(&pem).map_err(|err| {
-                    ServiceServerError::Config(format!("{} is not a PEM certificate: {err}", path.display()))
+                    ServiceServerError::Config(format!(
+                        "{} is not a PEM certificate: {err}",
+                        path.display()
+                    ))
                 })?;
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        let http = builder.build().map_err(|err| ServiceServerError::Config(err.to_string()))?;
+        let http = builder
+            .build()
+            .map_err(|err| ServiceServerError::Config(err.to_string()))?;
         Ok(ServiceServerClient {
             http,
             host: env.service_api_host.clone(),
@@ -164,16 +176,26 @@ impl ServiceServerClient {
         }
     }
 
-    async fn send_once(&self, call: &'static str, request: RequestBuilder) -> Result<Value, ServiceServerError> {
-        let response = request.send().await.map_err(|err| ServiceServerError::Unreachable {
-            call,
-            message: describe(&err),
-        })?;
+    async fn send_once(
+        &self,
+        call: &'static str,
+        request: RequestBuilder,
+    ) -> Result<Value, ServiceServerError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err),
+            })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|err| ServiceServerError::Unreachable {
-            call,
-            message: describe(&err),
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err),
+            })?;
         let envelope: Option<Value> = serde_json::from_slice(&body).ok();
         let message = envelope
             .as_ref()
@@ -192,12 +214,20 @@ impl ServiceServerClient {
             StatusCode::BAD_REQUEST => Err(ServiceServerError::Rejected { call, message }),
             StatusCode::UNAUTHORIZED => Err(ServiceServerError::Unauthorized { call }),
             StatusCode::NOT_FOUND => Err(ServiceServerError::NotFound { call, message }),
-            s => Err(ServiceServerError::Status { call, status: s.as_u16(), message }),
+            s => Err(ServiceServerError::Status {
+                call,
+                status: s.as_u16(),
+                message,
+            }),
         }
     }
 
     /// Registers the manifest (`PUT /api/v1/service/register/`).
-    pub async fn register(&self, manifest: &Value, container_id: &str) -> Result<Registration, ServiceServerError> {
+    pub async fn register(
+        &self,
+        manifest: &Value,
+        container_id: &str,
+    ) -> Result<Registration, ServiceServerError> {
         let response = self
             .call("register", None, || {
                 self.request(Method::PUT, "service/register/", container_id)
@@ -206,19 +236,33 @@ impl ServiceServerClient {
             })
             .await?;
         Ok(Registration {
-            keep_alive: response.get("keep_alive").and_then(Value::as_bool).unwrap_or(true),
+            keep_alive: response
+                .get("keep_alive")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             new_heuristics: response
                 .get("new_heuristics")
                 .and_then(Value::as_array)
-                .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect())
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| id.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
-            service_config: response.get("service_config").cloned().unwrap_or(Value::Null),
+            service_config: response
+                .get("service_config")
+                .cloned()
+                .unwrap_or(Value::Null),
         })
     }
 
     /// Long-polls for one task (`GET /api/v1/task/`). `Ok(None)` when the
     /// server had none within the `Timeout` it was sent.
-    pub async fn get_task(&self, container_id: &str, retry_until: Option<Instant>) -> Result<Option<Value>, ServiceServerError> {
+    pub async fn get_task(
+        &self,
+        container_id: &str,
+        retry_until: Option<Instant>,
+    ) -> Result<Option<Value>, ServiceServerError> {
         let wait = self.task_request_timeout;
         let response = self
             .call("get task", retry_until, || {
@@ -232,21 +276,32 @@ impl ServiceServerClient {
             Some(Value::Bool(false)) | None | Some(Value::Null) => Ok(None),
             Some(other) => Err(ServiceServerError::InvalidResponse {
                 call: "get task",
-                message: format!("task is neither an object nor false: {}", truncate(&other.to_string(), 200)),
+                message: format!(
+                    "task is neither an object nor false: {}",
+                    truncate(&other.to_string(), 200)
+                ),
             }),
         }
     }
 
     /// Streams file `sha256` to `dest` (`GET /api/v1/file/<sha256>/`) and
     /// returns the number of bytes written. The caller verifies the hash.
-    pub async fn download_file(&self, sha256: &str, dest: &Path, container_id: &str) -> Result<u64, ServiceServerError> {
+    pub async fn download_file(
+        &self,
+        sha256: &str,
+        dest: &Path,
+        container_id: &str,
+    ) -> Result<u64, ServiceServerError> {
         let call = "download file";
         let response = self
             .request(Method::GET, &format!("file/{sha256}/"), container_id)
             .timeout(self.file_request_timeout)
             .send()
             .await
-            .map_err(|err| ServiceServerError::Unreachable { call, message: describe(&err) })?;
+            .map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err),
+            })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -255,7 +310,11 @@ impl ServiceServerClient {
                 StatusCode::NOT_FOUND => ServiceServerError::NotFound { call, message },
                 StatusCode::UNAUTHORIZED => ServiceServerError::Unauthorized { call },
                 StatusCode::BAD_REQUEST => ServiceServerError::Rejected { call, message },
-                other => ServiceServerError::Status { call, status: other.as_u16(), message },
+                other => ServiceServerError::Status {
+                    call,
+                    status: other.as_u16(),
+                    message,
+                },
             });
         }
         let local = |err: std::io::Error| ServiceServerError::LocalFile {
@@ -266,7 +325,10 @@ impl ServiceServerClient {
         let mut written = 0u64;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|err| ServiceServerError::Unreachable { call, message: describe(&err) })?;
+            let chunk = chunk.map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err),
+            })?;
             file.write_all(&chunk).await.map_err(local)?;
             written += chunk.len() as u64;
         }
@@ -284,54 +346,98 @@ impl ServiceServerClient {
         files: &HashMap<String, UploadableFile>,
         container_id: &str,
     ) -> Result<(), ServiceServerError> {
-        let first = self.post_task(task, json!({"task": task, "result": result, "freshen": true}), container_id).await?;
+        let first = self
+            .post_task(
+                task,
+                json!({"task": task, "result": result, "freshen": true}),
+                container_id,
+            )
+            .await?;
         if first.get("success").and_then(Value::as_bool) == Some(true) {
             return Ok(());
         }
         let missing: Vec<String> = first
             .get("missing_files")
             .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if missing.is_empty() {
             return Err(ServiceServerError::InvalidResponse {
                 call: "post result",
-                message: format!("success is not true and no missing files listed: {}", truncate(&first.to_string(), 200)),
+                message: format!(
+                    "success is not true and no missing files listed: {}",
+                    truncate(&first.to_string(), 200)
+                ),
             });
         }
         let ttl = task.get("ttl").and_then(Value::as_u64).unwrap_or(0);
         for sha256 in &missing {
             let file = files
                 .get(sha256)
-                .ok_or_else(|| ServiceServerError::UnknownMissingFile { sha256: sha256.clone() })?;
+                .ok_or_else(|| ServiceServerError::UnknownMissingFile {
+                    sha256: sha256.clone(),
+                })?;
             self.upload_file(sha256, file, ttl, container_id).await?;
         }
-        let second = self.post_task(task, json!({"task": task, "result": result, "freshen": false}), container_id).await?;
+        let second = self
+            .post_task(
+                task,
+                json!({"task": task, "result": result, "freshen": false}),
+                container_id,
+            )
+            .await?;
         if second.get("success").and_then(Value::as_bool) == Some(true) {
             Ok(())
         } else {
             Err(ServiceServerError::InvalidResponse {
                 call: "post result",
-                message: format!("repost after uploads was not accepted: {}", truncate(&second.to_string(), 200)),
+                message: format!(
+                    "repost after uploads was not accepted: {}",
+                    truncate(&second.to_string(), 200)
+                ),
             })
         }
     }
 
     /// Posts an error for a task.
-    pub async fn post_error(&self, task: &Value, error: &Value, container_id: &str) -> Result<(), ServiceServerError> {
-        self.post_task(task, json!({"task": task, "error": error}), container_id).await?;
+    pub async fn post_error(
+        &self,
+        task: &Value,
+        error: &Value,
+        container_id: &str,
+    ) -> Result<(), ServiceServerError> {
+        self.post_task(task, json!({"task": task, "error": error}), container_id)
+            .await?;
         Ok(())
     }
 
-    async fn post_task(&self, _task: &Value, body: Value, container_id: &str) -> Result<Value, ServiceServerError> {
+    async fn post_task(
+        &self,
+        _task: &Value,
+        body: Value,
+        container_id: &str,
+    ) -> Result<Value, ServiceServerError> {
         self.call("post task", None, || {
-            self.request(Method::POST, "task/", container_id).timeout(POST_TIMEOUT).json(&body)
+            self.request(Method::POST, "task/", container_id)
+                .timeout(POST_TIMEOUT)
+                .json(&body)
         })
         .await
     }
 
     /// Uploads one file (`PUT /api/v1/file/`).
-    pub async fn upload_file(&self, sha256: &str, file: &UploadableFile, ttl: u64, container_id: &str) -> Result<(), ServiceServerError> {
+    pub async fn upload_file(
+        &self,
+        sha256: &str,
+        file: &UploadableFile,
+        ttl: u64,
+        container_id: &str,
+    ) -> Result<(), ServiceServerError> {
         let local = |err: std::io::Error| ServiceServerError::LocalFile {
             path: file.path.display().to_string(),
             message: err.to_string(),
@@ -341,8 +447,11 @@ impl ServiceServerClient {
             let handle = tokio::fs::File::open(&file.path).await.map_err(local)?;
             let length = handle.metadata().await.map_err(local)?.len();
             let stream = tokio_util::io::ReaderStream::new(handle);
-            let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), length)
-                .file_name(sha256.to_string());
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::wrap_stream(stream),
+                length,
+            )
+            .file_name(sha256.to_string());
             let form = reqwest::multipart::Form::new().part("file", part);
             let request = self
                 .request(Method::PUT, "file/", container_id)
@@ -351,7 +460,14 @@ impl ServiceServerClient {
                 .header("classification", &file.classification)
                 .header("ttl", ttl.to_string())
                 .header("Is-Section-Image", "false")
-                .header("Is-Supplementary", if file.is_supplementary { "true" } else { "false" })
+                .header(
+                    "Is-Supplementary",
+                    if file.is_supplementary {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                )
                 .multipart(form);
             match self.send_once("upload file", request).await {
                 Err(err) if err.is_transient() => {
@@ -369,7 +485,8 @@ impl ServiceServerClient {
     pub async fn safelist(&self, container_id: &str) -> Result<Value, ServiceServerError> {
         self.send_once(
             "safelist",
-            self.request(Method::GET, "safelist/", container_id).timeout(DEFAULT_REQUEST_TIMEOUT),
+            self.request(Method::GET, "safelist/", container_id)
+                .timeout(DEFAULT_REQUEST_TIMEOUT),
         )
         .await
     }
@@ -413,7 +530,13 @@ fn describe(err: &reqwest::Error) -> String {
 /// The last non-empty line of a server message: Python tracebacks end with
 /// the validation error.
 fn last_line(message: &str) -> String {
-    message.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(message).trim().to_string()
+    message
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or(message)
+        .trim()
+        .to_string()
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -440,6 +563,9 @@ mod tests {
 
     #[test]
     fn last_line_of_traceback() {
-        assert_eq!(last_line("Traceback\n  File x\nValueError: bad\n"), "ValueError: bad");
+        assert_eq!(
+            last_line("Traceback\n  File x\nValueError: bad\n"),
+            "ValueError: bad"
+        );
     }
 }

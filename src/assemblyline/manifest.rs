@@ -56,17 +56,40 @@ impl Manifest {
             .ok_or_else(|| invalid("missing version"))?
             .replace("stable", "");
         let timeout = object.get("timeout").and_then(Value::as_u64).unwrap_or(60);
-        let config = object.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+        let config = object
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
 
         let mut param_defaults = Map::new();
-        for param in object.get("submission_params").and_then(Value::as_array).into_iter().flatten() {
-            let name = param.get("name").and_then(Value::as_str).ok_or_else(|| invalid("submission parameter without name"))?;
-            param_defaults.insert(name.to_string(), param.get("default").cloned().unwrap_or(Value::Null));
+        for param in object
+            .get("submission_params")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = param
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("submission parameter without name"))?;
+            param_defaults.insert(
+                name.to_string(),
+                param.get("default").cloned().unwrap_or(Value::Null),
+            );
         }
 
         let mut heuristic_scores = HashMap::new();
-        for heuristic in object.get("heuristics").and_then(Value::as_array).into_iter().flatten() {
-            let id = heuristic.get("heur_id").and_then(Value::as_u64).ok_or_else(|| invalid("heuristic without numeric heur_id"))?;
+        for heuristic in object
+            .get("heuristics")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let id = heuristic
+                .get("heur_id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| invalid("heuristic without numeric heur_id"))?;
             let score = heuristic.get("score").and_then(Value::as_i64).unwrap_or(0);
             heuristic_scores.insert(id as u32, score);
         }
@@ -88,11 +111,14 @@ impl Manifest {
     /// changed.
     pub fn server_param_defaults(service_config: &Value) -> Map<String, Value> {
         let mut defaults = Map::new();
-        let params = service_config.get("submission_params").and_then(Value::as_array);
+        let params = service_config
+            .get("submission_params")
+            .and_then(Value::as_array);
         for param in params.into_iter().flatten() {
-            if let (Some(name), Some(default)) =
-                (param.get("name").and_then(Value::as_str), param.get("default"))
-            {
+            if let (Some(name), Some(default)) = (
+                param.get("name").and_then(Value::as_str),
+                param.get("default"),
+            ) {
                 defaults.insert(name.to_string(), default.clone());
             }
         }
@@ -120,7 +146,10 @@ mod tests {
         let from_manifest = ServiceConfig::from_layers([&manifest.config]).unwrap();
         assert_eq!(from_manifest, ServiceConfig::default());
         for (key, _) in crate::config::service::CONFIG_KEYS {
-            assert!(manifest.config.contains_key(*key), "manifest lacks config key {key}");
+            assert!(
+                manifest.config.contains_key(*key),
+                "manifest lacks config key {key}"
+            );
         }
     }
 
@@ -128,7 +157,10 @@ mod tests {
     fn manifest_declares_heuristics_one_to_twenty_one() {
         let manifest = Manifest::embedded("4.0.0.dev0").unwrap();
         for id in 1..=21 {
-            assert!(manifest.heuristic_scores.contains_key(&id), "heuristic {id} missing");
+            assert!(
+                manifest.heuristic_scores.contains_key(&id),
+                "heuristic {id} missing"
+            );
         }
         assert_eq!(manifest.heuristic_scores[&1], 1000);
         assert_eq!(manifest.heuristic_scores[&16], 50);

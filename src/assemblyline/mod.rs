@@ -8,5 +8,7 @@ pub mod task;
 
 pub use client::{Identity, Registration, ServiceServerClient, ServiceServerError, UploadableFile};
 pub use manifest::Manifest;
-pub use result::{BodyFormat, ErrorStatus, Heuristic, Section, ServiceIdentity, ServiceResult, TaskFailure};
+pub use result::{
+    BodyFormat, ErrorStatus, Heuristic, Section, ServiceIdentity, ServiceResult, TaskFailure,
+};
 pub use task::{Task, TaskError};

@@ -41,12 +41,19 @@ pub struct Heuristic {
 
 impl Heuristic {
     pub fn new(heur_id: u32) -> Heuristic {
-        Heuristic { heur_id, ..Heuristic::default() }
+        Heuristic {
+            heur_id,
+            ..Heuristic::default()
+        }
     }
 
     /// Adds one hit of `signature`, scored `score` when given.
     pub fn add_signature(&mut self, signature: &str, score: Option<i64>) {
-        match self.signatures.iter_mut().find(|(name, _)| name == signature) {
+        match self
+            .signatures
+            .iter_mut()
+            .find(|(name, _)| name == signature)
+        {
             Some((_, count)) => *count += 1,
             None => self.signatures.push((signature.to_string(), 1)),
         }
@@ -63,13 +70,18 @@ impl Heuristic {
         }
         self.signatures
             .iter()
-            .map(|(name, count)| self.score_map.get(name).copied().unwrap_or(default_score) * *count as i64)
+            .map(|(name, count)| {
+                self.score_map.get(name).copied().unwrap_or(default_score) * *count as i64
+            })
             .sum()
     }
 
     fn to_json(&self, default_score: i64) -> Value {
-        let signatures: Map<String, Value> =
-            self.signatures.iter().map(|(name, count)| (name.clone(), json!(count))).collect();
+        let signatures: Map<String, Value> = self
+            .signatures
+            .iter()
+            .map(|(name, count)| (name.clone(), json!(count)))
+            .collect();
         json!({
             "heur_id": self.heur_id,
             "attack_ids": self.attack_ids,
@@ -167,7 +179,10 @@ impl Section {
 
     /// Appends this section and its children, depth-first, to `out`.
     fn flatten_into(&self, depth: usize, context: &RenderContext, out: &mut Vec<Value>) {
-        let heuristic = self.heuristic.as_ref().map(|h| h.to_json(context.default_score(h.heur_id)));
+        let heuristic = self
+            .heuristic
+            .as_ref()
+            .map(|h| h.to_json(context.default_score(h.heur_id)));
         out.push(json!({
             "title_text": self.title,
             "body_format": self.format.as_str(),
@@ -187,8 +202,15 @@ impl Section {
     }
 
     fn total_score(&self, context: &RenderContext) -> i64 {
-        let own = self.heuristic.as_ref().map_or(0, |h| h.score(context.default_score(h.heur_id)));
-        own + self.children.iter().map(|child| child.total_score(context)).sum::<i64>()
+        let own = self
+            .heuristic
+            .as_ref()
+            .map_or(0, |h| h.score(context.default_score(h.heur_id)));
+        own + self
+            .children
+            .iter()
+            .map(|child| child.total_score(context))
+            .sum::<i64>()
     }
 }
 
@@ -204,11 +226,15 @@ pub fn nest_tags(tags: &BTreeMap<String, Vec<String>>) -> Value {
         let leaf = parts.pop().unwrap_or_default();
         let mut node = &mut root;
         for part in parts {
-            let entry = node.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = node
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
-            node = entry.as_object_mut().expect("entry was just made an object");
+            node = entry
+                .as_object_mut()
+                .expect("entry was just made an object");
         }
         node.insert(leaf.to_string(), json!(values));
     }
@@ -272,7 +298,12 @@ fn iso(time: DateTime<Utc>) -> String {
 
 impl ServiceResult {
     /// Renders the result JSON posted as `result` for `task`.
-    pub fn to_json(&self, task: &Task, identity: &ServiceIdentity, milestones: Milestones) -> Value {
+    pub fn to_json(
+        &self,
+        task: &Task,
+        identity: &ServiceIdentity,
+        milestones: Milestones,
+    ) -> Value {
         let context = RenderContext {
             classification: &task.min_classification,
             scores: &identity.heuristic_scores,
@@ -357,18 +388,28 @@ pub struct TaskFailure {
 
 impl TaskFailure {
     pub fn recoverable(message: impl Into<String>) -> TaskFailure {
-        TaskFailure { status: ErrorStatus::Recoverable, message: message.into() }
+        TaskFailure {
+            status: ErrorStatus::Recoverable,
+            message: message.into(),
+        }
     }
 
     pub fn nonrecoverable(message: impl Into<String>) -> TaskFailure {
-        TaskFailure { status: ErrorStatus::NonRecoverable, message: message.into() }
+        TaskFailure {
+            status: ErrorStatus::NonRecoverable,
+            message: message.into(),
+        }
     }
 
     /// Renders the error JSON posted as `error`. `sha256` and `service_name`
     /// come from the raw task so that tasks which failed to parse can still
     /// be answered.
     pub fn to_json(&self, sha256: &str, service_name: &str, identity: &ServiceIdentity) -> Value {
-        let message = if self.message.trim().is_empty() { "unknown error" } else { &self.message };
+        let message = if self.message.trim().is_empty() {
+            "unknown error"
+        } else {
+            &self.message
+        };
         json!({
             "response": {
                 "message": message,
@@ -399,12 +440,21 @@ mod tests {
     }
 
     fn task() -> Task {
-        Task::local(&"a".repeat(64), "sample.exe", 10, "IntezerDynamic", Map::new())
+        Task::local(
+            &"a".repeat(64),
+            "sample.exe",
+            10,
+            "IntezerDynamic",
+            Map::new(),
+        )
     }
 
     fn milestones() -> Milestones {
         let now = Utc::now();
-        Milestones { started: now, completed: now }
+        Milestones {
+            started: now,
+            completed: now,
+        }
     }
 
     #[test]
@@ -414,24 +464,41 @@ mod tests {
         section.add_tag("network.dynamic.ip", "192.0.2.1");
         section.add_tag("network.dynamic.domain", "example.net");
         let nested = nest_tags(&section.tags);
-        assert_eq!(nested, json!({"network": {"dynamic": {"domain": ["example.net"], "ip": ["192.0.2.1"]}}}));
+        assert_eq!(
+            nested,
+            json!({"network": {"dynamic": {"domain": ["example.net"], "ip": ["192.0.2.1"]}}})
+        );
     }
 
     #[test]
     fn sections_flatten_depth_first_with_depth() {
         let mut root = Section::key_value("root", Map::from_iter([("k".to_string(), json!("v"))]));
         let mut child = Section::text("child", &["line".to_string()]);
-        child.children.push(Section::text("grandchild", &["x".to_string()]));
+        child
+            .children
+            .push(Section::text("grandchild", &["x".to_string()]));
         root.children.push(child);
-        root.children.push(Section::text("second", &["y".to_string()]));
-        let result = ServiceResult { sections: vec![root], ..Default::default() };
+        root.children
+            .push(Section::text("second", &["y".to_string()]));
+        let result = ServiceResult {
+            sections: vec![root],
+            ..Default::default()
+        };
         let json = result.to_json(&task(), &identity(), milestones());
         let sections = json["result"]["sections"].as_array().unwrap();
         let order: Vec<(&str, u64)> = sections
             .iter()
-            .map(|s| (s["title_text"].as_str().unwrap(), s["depth"].as_u64().unwrap()))
+            .map(|s| {
+                (
+                    s["title_text"].as_str().unwrap(),
+                    s["depth"].as_u64().unwrap(),
+                )
+            })
             .collect();
-        assert_eq!(order, vec![("root", 0), ("child", 1), ("grandchild", 2), ("second", 1)]);
+        assert_eq!(
+            order,
+            vec![("root", 0), ("child", 1), ("grandchild", 2), ("second", 1)]
+        );
         assert_eq!(sections[0]["body"], "{\"k\":\"v\"}");
         assert_eq!(sections[1]["body"], "line");
     }
@@ -439,7 +506,10 @@ mod tests {
     #[test]
     fn empty_bodies_become_null() {
         let section = Section::key_value("kv", Map::new());
-        let result = ServiceResult { sections: vec![section, Section::text("t", &[])], ..Default::default() };
+        let result = ServiceResult {
+            sections: vec![section, Section::text("t", &[])],
+            ..Default::default()
+        };
         let json = result.to_json(&task(), &identity(), milestones());
         assert_eq!(json["result"]["sections"][0]["body"], Value::Null);
         assert_eq!(json["result"]["sections"][1]["body"], Value::Null);
@@ -456,7 +526,10 @@ mod tests {
         heuristic.add_signature("b", Some(10));
         signature.heuristic = Some(heuristic);
         main.children.push(signature);
-        let result = ServiceResult { sections: vec![main], ..Default::default() };
+        let result = ServiceResult {
+            sections: vec![main],
+            ..Default::default()
+        };
         let json = result.to_json(&task(), &identity(), milestones());
         assert_eq!(json["result"]["score"], 1000 + 250 + 20);
         let posted = &json["result"]["sections"][1]["heuristic"];
@@ -469,7 +542,10 @@ mod tests {
         let json = ServiceResult::default().to_json(&task(), &identity(), milestones());
         assert_eq!(json["response"]["service_name"], "IntezerDynamic");
         assert_eq!(json["response"]["service_tool_version"], "v2-0");
-        assert!(json["response"]["service_context"].as_str().unwrap().starts_with("Engine Update: "));
+        assert!(json["response"]["service_context"]
+            .as_str()
+            .unwrap()
+            .starts_with("Engine Update: "));
         assert_eq!(json["result"]["sections"], json!([]));
     }
 

@@ -11,7 +11,11 @@ pub enum TaskError {
     #[error("task JSON lacks {0}")]
     MissingField(&'static str),
     #[error("task field {field} has an invalid value {value:?}: {expected}")]
-    InvalidField { field: &'static str, value: String, expected: &'static str },
+    InvalidField {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// One task: the raw JSON for the echo plus the fields the service uses.
@@ -34,7 +38,10 @@ pub struct Task {
 
 /// Whether `text` is a SHA-256 in lowercase hex.
 pub fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Task {
@@ -85,11 +92,17 @@ impl Task {
         Ok(Task {
             sid,
             file_name,
-            file_type: fileinfo.get("type").and_then(Value::as_str).map(str::to_string),
+            file_type: fileinfo
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             size: fileinfo.get("size").and_then(Value::as_u64),
             service_name,
             service_config,
-            max_files: object.get("max_files").and_then(Value::as_u64).unwrap_or(500),
+            max_files: object
+                .get("max_files")
+                .and_then(Value::as_u64)
+                .unwrap_or(500),
             min_classification: object
                 .get("min_classification")
                 .and_then(Value::as_str)
@@ -105,7 +118,11 @@ impl Task {
     /// The sid and SHA-256 of a task that failed to parse, for logs and for
     /// the error posted back. Values that are not strings come back empty.
     pub fn identity_of(raw: &Value) -> (String, String) {
-        let sid = raw.get("sid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let sid = raw
+            .get("sid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let sha256 = raw
             .pointer("/fileinfo/sha256")
             .and_then(Value::as_str)
@@ -115,7 +132,13 @@ impl Task {
     }
 
     /// Builds the task JSON that AL would send for a local file, for `scan`.
-    pub fn local(sha256: &str, file_name: &str, size: u64, service_name: &str, params: Map<String, Value>) -> Task {
+    pub fn local(
+        sha256: &str,
+        file_name: &str,
+        size: u64,
+        service_name: &str,
+        params: Map<String, Value>,
+    ) -> Task {
         let raw = serde_json::json!({
             "sid": format!("local-{}", &sha256[..16]),
             "metadata": {},
@@ -165,7 +188,8 @@ mod tests {
     #[test]
     fn uppercase_sha256_is_rejected() {
         let mut raw = task_json();
-        raw["fileinfo"]["sha256"] = json!("28E1D4E21FC452B3BF7C0D5058ED2A01325C376A9EC7585FA54B223C15574711");
+        raw["fileinfo"]["sha256"] =
+            json!("28E1D4E21FC452B3BF7C0D5058ED2A01325C376A9EC7585FA54B223C15574711");
         let err = Task::parse(raw).unwrap_err();
         assert!(err.to_string().contains("fileinfo.sha256"));
     }
@@ -181,6 +205,9 @@ mod tests {
     fn missing_fileinfo_is_named() {
         let mut raw = task_json();
         raw.as_object_mut().unwrap().remove("fileinfo");
-        assert!(Task::parse(raw).unwrap_err().to_string().contains("fileinfo"));
+        assert!(Task::parse(raw)
+            .unwrap_err()
+            .to_string()
+            .contains("fileinfo"));
     }
 }

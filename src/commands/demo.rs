@@ -22,14 +22,25 @@ use crate::cli::DemoArgs;
 
 /// Programs analysed when no path is given, besides this binary; those
 /// missing on the machine are skipped.
-const DEFAULT_PROGRAMS: &[&str] = &["/usr/bin/ls", "/usr/bin/cat", "/usr/bin/env", "/usr/bin/sort", "/usr/bin/true", "/usr/bin/head"];
+const DEFAULT_PROGRAMS: &[&str] = &[
+    "/usr/bin/ls",
+    "/usr/bin/cat",
+    "/usr/bin/env",
+    "/usr/bin/sort",
+    "/usr/bin/true",
+    "/usr/bin/head",
+];
 
 /// Longest wait for the service-server simulator to see every answer after
 /// the service stopped.
 const COMPLETION_WAIT: Duration = Duration::from_secs(10);
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let paths = if args.paths.is_empty() { default_paths() } else { args.paths.clone() };
+    let paths = if args.paths.is_empty() {
+        default_paths()
+    } else {
+        args.paths.clone()
+    };
     let mut files = Vec::new();
     for path in &paths {
         files.push(sim_file(path)?);
@@ -38,16 +49,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError("no files to analyse".to_string()).into());
     }
     if let Some(dir) = &args.output_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
     }
     let work_dir = tempfile::tempdir().context("cannot make a temporary folder")?;
 
     run_system(async move {
-        let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
-            .await
-            .context("cannot start the Intezer simulator")?;
+        let intezer =
+            IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
+                .await
+                .context("cannot start the Intezer simulator")?;
         let task_count = files.len();
-        let mut options = ServiceServerOptions { files, ..ServiceServerOptions::default() };
+        let mut options = ServiceServerOptions {
+            files,
+            ..ServiceServerOptions::default()
+        };
         options.config_overrides = json!({
             "base_url": intezer.base_url(),
             "api_key": "demo-api-key",
@@ -57,7 +73,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .as_object()
         .cloned()
         .unwrap_or_default();
-        let server = ServiceServerSimulator::start(options, 0).await.context("cannot start the service-server simulator")?;
+        let server = ServiceServerSimulator::start(options, 0)
+            .await
+            .context("cannot start the service-server simulator")?;
 
         let host = server.base_url();
         let tasking_dir = work_dir.path().display().to_string();
@@ -71,8 +89,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "TASKING_DIR" => Some(tasking_dir.clone()),
             _ => None,
         })?;
-        let options =
-            ServeOptions { concurrency: args.concurrency, metrics_addr: args.metrics_addr, ..ServeOptions::default() };
+        let options = ServeOptions {
+            concurrency: args.concurrency,
+            metrics_addr: args.metrics_addr,
+            ..ServeOptions::default()
+        };
         runtime::serve(env, options, std::future::pending()).await?;
 
         let report = server.wait_until_all_completed(COMPLETION_WAIT).await;
@@ -98,21 +119,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         server.stop().await;
         intezer.stop().await;
-        Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if complete {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }
 
 /// This binary and the default programs that exist here.
 fn default_paths() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
-    paths.extend(DEFAULT_PROGRAMS.iter().map(PathBuf::from).filter(|path| path.is_file()));
+    paths.extend(
+        DEFAULT_PROGRAMS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|path| path.is_file()),
+    );
     paths
 }
 
 /// Reads a file into a simulator task, with an AL file type guessed from
 /// its first bytes.
 pub fn sim_file(path: &Path) -> anyhow::Result<SimFile> {
-    let bytes = std::fs::read(path).map_err(|err| UsageError(format!("cannot read {}: {err}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|err| UsageError(format!("cannot read {}: {err}", path.display())))?;
     let file_type = if bytes.starts_with(b"\x7fELF") {
         "executable/linux/elf64"
     } else if bytes.starts_with(b"MZ") {
@@ -120,12 +151,22 @@ pub fn sim_file(path: &Path) -> anyhow::Result<SimFile> {
     } else {
         "unknown"
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".to_string());
-    Ok(SimFile { name, bytes: bytes.into(), file_type: file_type.to_string() })
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    Ok(SimFile {
+        name,
+        bytes: bytes.into(),
+        file_type: file_type.to_string(),
+    })
 }
 
 fn print_table(report: &SimReport, paths: &[PathBuf]) {
-    println!("{:<64}  {:<16}  {:>6}  {:<22}  file", "sha256", "verdict", "score", "outcome");
+    println!(
+        "{:<64}  {:<16}  {:>6}  {:<22}  file",
+        "sha256", "verdict", "score", "outcome"
+    );
     for completion in &report.completions {
         let (verdict, score, outcome) = match completion.kind {
             CompletionKind::Result => {
@@ -133,16 +174,27 @@ fn print_table(report: &SimReport, paths: &[PathBuf]) {
                 (verdict, score, format!("result, {sections} sections"))
             }
             CompletionKind::Error => {
-                let status = completion.body.pointer("/response/status").and_then(Value::as_str).unwrap_or("error");
+                let status = completion
+                    .body
+                    .pointer("/response/status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error");
                 ("-".to_string(), 0, status.to_string())
             }
         };
         let file = paths
             .iter()
-            .find(|path| std::fs::read(path).ok().is_some_and(|bytes| sha256_hex(&bytes) == completion.sha256))
+            .find(|path| {
+                std::fs::read(path)
+                    .ok()
+                    .is_some_and(|bytes| sha256_hex(&bytes) == completion.sha256)
+            })
             .map(|path| path.display().to_string())
             .unwrap_or_default();
-        println!("{:<64}  {:<16}  {:>6}  {:<22}  {file}", completion.sha256, verdict, score, outcome);
+        println!(
+            "{:<64}  {:<16}  {:>6}  {:<22}  {file}",
+            completion.sha256, verdict, score, outcome
+        );
     }
     println!(
         "{} tasks handed out, {} answered, {} lost, {} answered twice",

@@ -20,7 +20,10 @@ pub struct UsageError(pub String);
 pub fn exit_status(err: &anyhow::Error) -> u8 {
     let usage = err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<ConfigError>().is_some()
-        || matches!(err.downcast_ref::<RuntimeError>(), Some(RuntimeError::Config(_)));
+        || matches!(
+            err.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::Config(_))
+        );
     if usage {
         2
     } else {
@@ -53,13 +56,14 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

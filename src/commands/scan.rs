@@ -29,7 +29,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         match scenario.as_ref().and_then(Scenario::sample_path) {
             Some(sample) => files.push(sample),
-            None => return Err(UsageError("no FILE given; name at least one file to scan".to_string()).into()),
+            None => {
+                return Err(
+                    UsageError("no FILE given; name at least one file to scan".to_string()).into(),
+                )
+            }
         }
     }
     for file in &files {
@@ -47,10 +51,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         params.insert(name, value);
     }
     if let Some(dir) = &args.output_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
     }
 
-    let scenario_config = scenario.as_ref().map(|s| s.config.clone()).unwrap_or_default();
+    let scenario_config = scenario
+        .as_ref()
+        .map(|s| s.config.clone())
+        .unwrap_or_default();
     let overrides = config_overrides(&args.set)?;
     let use_simulator = args.simulator || scenario.is_some();
 
@@ -60,12 +68,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 Some(scenario) => IntezerBehaviour::Scenario(scenario),
                 None => IntezerBehaviour::Default(DefaultOptions::default()),
             };
-            Some(IntezerSimulator::start(behaviour, 0).await.context("cannot start the Intezer simulator")?)
+            Some(
+                IntezerSimulator::start(behaviour, 0)
+                    .await
+                    .context("cannot start the Intezer simulator")?,
+            )
         } else {
             None
         };
 
-        let mut config = ServiceConfig::from_layers([&manifest.config, &scenario_config, &overrides])?;
+        let mut config =
+            ServiceConfig::from_layers([&manifest.config, &scenario_config, &overrides])?;
         if let Some(simulator) = &simulator {
             config.base_url = simulator.base_url();
             config.api_key = Secret::new(SIMULATOR_API_KEY);
@@ -77,7 +90,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             config.api_key = Secret::new(api_key.clone());
         }
 
-        let settings = ScanSettings { manifest, config, params, concurrency: args.concurrency };
+        let settings = ScanSettings {
+            manifest,
+            config,
+            params,
+            concurrency: args.concurrency,
+        };
         let inputs = files.into_iter().map(|path| ScanInput { path }).collect();
         let reports = runtime::scan(settings, inputs).await?;
         for report in &reports {
@@ -96,7 +114,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes the result or error JSON and returns its path.
 fn write_report(dir: &Path, report: &ScanReport) -> anyhow::Result<PathBuf> {
-    let name = if report.sha256.is_empty() { "unreadable".to_string() } else { report.sha256.clone() };
+    let name = if report.sha256.is_empty() {
+        "unreadable".to_string()
+    } else {
+        report.sha256.clone()
+    };
     let (path, json) = match &report.outcome {
         ScanOutcome::Result(json) => (dir.join(format!("{name}.result.json")), json),
         ScanOutcome::Error(json) => (dir.join(format!("{name}.error.json")), json),
@@ -112,26 +134,46 @@ pub fn summary_line(report: &ScanReport, written: Option<&Path>) -> String {
     let (verdict, score, sections) = match &report.outcome {
         ScanOutcome::Result(json) => result_summary(json),
         ScanOutcome::Error(json) => {
-            let status = json.pointer("/response/status").and_then(Value::as_str).unwrap_or("error");
+            let status = json
+                .pointer("/response/status")
+                .and_then(Value::as_str)
+                .unwrap_or("error");
             (format!("error:{status}"), 0, 0)
         }
     };
-    let target = written.map(|p| p.display().to_string()).unwrap_or_else(|| "-".to_string());
-    let sha256 = if report.sha256.is_empty() { report.path.display().to_string() } else { report.sha256.clone() };
+    let target = written
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "-".to_string());
+    let sha256 = if report.sha256.is_empty() {
+        report.path.display().to_string()
+    } else {
+        report.sha256.clone()
+    };
     format!("{sha256}  verdict={verdict}  score={score}  sections={sections}  json={target}")
 }
 
 /// Verdict, score and section count of a result JSON. The verdict comes
 /// from the "Intezer Results" section; a result without it is "none".
 pub fn result_summary(json: &Value) -> (String, i64, usize) {
-    let sections = json.pointer("/result/sections").and_then(Value::as_array).cloned().unwrap_or_default();
-    let score = json.pointer("/result/score").and_then(Value::as_i64).unwrap_or(0);
+    let sections = json
+        .pointer("/result/sections")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let score = json
+        .pointer("/result/score")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let verdict = sections
         .iter()
         .find(|s| s.get("title_text").and_then(Value::as_str) == Some("Intezer Results"))
         .and_then(|s| s.get("body").and_then(Value::as_str))
         .and_then(|body| serde_json::from_str::<Value>(body).ok())
-        .and_then(|body| body.get("verdict").and_then(Value::as_str).map(str::to_string))
+        .and_then(|body| {
+            body.get("verdict")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "none".to_string());
     (verdict, score, sections.len())
 }

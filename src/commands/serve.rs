@@ -16,7 +16,8 @@ pub fn run(args: ServeArgs, register_only: bool) -> anyhow::Result<ExitCode> {
     let overrides = config_overrides(&args.set)?;
     let manifest_text = match &args.manifest {
         Some(path) => Some(
-            std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read manifest {}", path.display()))?,
         ),
         None => None,
     };
@@ -33,7 +34,12 @@ pub fn run(args: ServeArgs, register_only: bool) -> anyhow::Result<ExitCode> {
             info!(keep_alive, "registration done; exiting");
         }
         ServeExit::Finished(summary) => {
-            info!(tasks = summary.tasks, results = summary.results, errors = summary.errors, "service stopped");
+            info!(
+                tasks = summary.tasks,
+                results = summary.results,
+                errors = summary.errors,
+                "service stopped"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

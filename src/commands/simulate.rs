@@ -15,24 +15,44 @@ use crate::cli::{SimulateArgs, SimulatorKind};
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        SimulatorKind::Intezer { port, scenario, polls } => {
+        SimulatorKind::Intezer {
+            port,
+            scenario,
+            polls,
+        } => {
             let behaviour = match scenario {
-                Some(path) => IntezerBehaviour::Scenario(Scenario::load(&path).map_err(|err| UsageError(err.to_string()))?),
-                None => IntezerBehaviour::Default(DefaultOptions { polls_before_finished: polls, ..DefaultOptions::default() }),
+                Some(path) => IntezerBehaviour::Scenario(
+                    Scenario::load(&path).map_err(|err| UsageError(err.to_string()))?,
+                ),
+                None => IntezerBehaviour::Default(DefaultOptions {
+                    polls_before_finished: polls,
+                    ..DefaultOptions::default()
+                }),
             };
             run_system(async move {
                 let handle = IntezerSimulator::start(behaviour, port)
                     .await
                     .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-                println!("Intezer simulator listening; base_url: {}", handle.base_url());
+                println!(
+                    "Intezer simulator listening; base_url: {}",
+                    handle.base_url()
+                );
                 shutdown_signal().await;
                 println!("{} calls received", handle.calls().len());
                 handle.stop().await;
                 Ok(ExitCode::SUCCESS)
             })
         }
-        SimulatorKind::ServiceServer { port, files, config, api_key } => {
-            let mut options = ServiceServerOptions { api_key, ..ServiceServerOptions::default() };
+        SimulatorKind::ServiceServer {
+            port,
+            files,
+            config,
+            api_key,
+        } => {
+            let mut options = ServiceServerOptions {
+                api_key,
+                ..ServiceServerOptions::default()
+            };
             for path in &files {
                 options.files.push(sim_file(path)?);
             }
@@ -41,7 +61,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 let handle = ServiceServerSimulator::start(options, port)
                     .await
                     .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-                println!("service-server simulator listening; SERVICE_API_HOST={}", handle.base_url());
+                println!(
+                    "service-server simulator listening; SERVICE_API_HOST={}",
+                    handle.base_url()
+                );
                 shutdown_signal().await;
                 println!("{}", serde_json::to_string_pretty(&handle.report())?);
                 handle.stop().await;

@@ -44,27 +44,38 @@ const AL_ROOT_CA_PATH: &str = "/etc/assemblyline/ssl/al_root-ca.crt";
 impl Environment {
     /// Reads the environment through `lookup`, which returns a variable's
     /// value or `None` when it is unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Environment, ConfigError> {
         let text = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let seconds = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             match text(name) {
                 None => Ok(Duration::from_secs(default)),
-                Some(value) => value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64).ok_or(
-                    ConfigError::InvalidEnvironment { name, value, expected: "a number of seconds" },
-                ),
+                Some(value) => value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or(ConfigError::InvalidEnvironment {
+                        name,
+                        value,
+                        expected: "a number of seconds",
+                    }),
             }
         };
-        let task_limit = match text("AL_SERVICE_TASK_LIMIT") {
-            None => None,
-            Some(value) if value.trim().eq_ignore_ascii_case("inf") => None,
-            Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
-                ConfigError::InvalidEnvironment {
-                    name: "AL_SERVICE_TASK_LIMIT",
-                    value: value.clone(),
-                    expected: "a whole number of tasks",
-                }
-            })?),
-        };
+        let task_limit =
+            match text("AL_SERVICE_TASK_LIMIT") {
+                None => None,
+                Some(value) if value.trim().eq_ignore_ascii_case("inf") => None,
+                Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+                    ConfigError::InvalidEnvironment {
+                        name: "AL_SERVICE_TASK_LIMIT",
+                        value: value.clone(),
+                        expected: "a whole number of tasks",
+                    }
+                })?),
+            };
         let root_ca_path = match text("SERVICE_SERVER_ROOT_CA_PATH") {
             Some(path) => Some(PathBuf::from(path)),
             None => Some(PathBuf::from(AL_ROOT_CA_PATH)).filter(|path| path.exists()),
@@ -78,12 +89,15 @@ impl Environment {
                 text("SERVICE_API_KEY").unwrap_or_else(|| DEFAULT_SERVICE_API_KEY.to_string()),
             ),
             hostname: text("HOSTNAME").unwrap_or_else(|| "dev-service".to_string()),
-            register_only: text("REGISTER_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            register_only: text("REGISTER_ONLY")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             task_request_timeout: seconds("TASK_REQUEST_TIMEOUT", 30)?,
             file_request_timeout: seconds("FILE_REQUEST_TIMEOUT", 180)?,
             task_limit,
             root_ca_path,
-            tasking_dir: text("TASKING_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
+            tasking_dir: text("TASKING_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
             service_tag: text("SERVICE_TAG").unwrap_or_else(|| DEFAULT_SERVICE_TAG.to_string()),
         })
     }
@@ -100,8 +114,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<Environment, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Environment::from_lookup(|name| map.get(name).cloned())
     }
 

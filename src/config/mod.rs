@@ -18,7 +18,11 @@ pub enum ConfigError {
     #[error("unknown configuration key {key:?}; the known keys are: {known}")]
     UnknownKey { key: String, known: String },
     #[error("configuration key {key:?} expects {expected}, got {value}")]
-    InvalidType { key: String, expected: &'static str, value: String },
+    InvalidType {
+        key: String,
+        expected: &'static str,
+        value: String,
+    },
     #[error("invalid override {0:?}: expected KEY=VALUE")]
     MalformedOverride(String),
     #[error(
@@ -29,9 +33,17 @@ pub enum ConfigError {
     #[error("unknown submission parameter {name:?}; the known parameters are: {known}")]
     UnknownParameter { name: String, known: String },
     #[error("submission parameter {name:?} expects {expected}, got {value}")]
-    InvalidParameter { name: String, expected: &'static str, value: String },
+    InvalidParameter {
+        name: String,
+        expected: &'static str,
+        value: String,
+    },
     #[error("environment variable {name} has an invalid value {value:?}: expected {expected}")]
-    InvalidEnvironment { name: &'static str, value: String, expected: &'static str },
+    InvalidEnvironment {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("invalid service manifest: {0}")]
     InvalidManifest(String),
     #[error("cannot read {path}: {message}")]

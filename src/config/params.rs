@@ -6,8 +6,10 @@ use super::service::{parse_typed, KeyType};
 use super::ConfigError;
 
 /// The submission parameters this service declares, with their types.
-pub const PARAMETERS: &[(&str, KeyType)] =
-    &[("dynamic_submit", KeyType::Bool), ("analysis_id", KeyType::String)];
+pub const PARAMETERS: &[(&str, KeyType)] = &[
+    ("dynamic_submit", KeyType::Bool),
+    ("analysis_id", KeyType::String),
+];
 
 /// The submission parameters of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,10 @@ impl SubmissionParams {
     pub fn resolve<'a>(
         layers: impl IntoIterator<Item = &'a Map<String, Value>>,
     ) -> Result<SubmissionParams, ConfigError> {
-        let mut params = SubmissionParams { dynamic_submit: true, analysis_id: None };
+        let mut params = SubmissionParams {
+            dynamic_submit: true,
+            analysis_id: None,
+        };
         for layer in layers {
             if let Some(value) = layer.get("dynamic_submit") {
                 params.dynamic_submit = read_bool("dynamic_submit", value)?;
@@ -51,7 +56,11 @@ impl SubmissionParams {
             .map(|(_, kind)| *kind)
             .ok_or_else(|| ConfigError::UnknownParameter {
                 name: name.to_string(),
-                known: PARAMETERS.iter().map(|(known, _)| *known).collect::<Vec<_>>().join(", "),
+                known: PARAMETERS
+                    .iter()
+                    .map(|(known, _)| *known)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
         let value = parse_typed(name, raw, kind).map_err(|_| ConfigError::InvalidParameter {
             name: name.to_string(),
@@ -87,7 +96,8 @@ fn read_analysis_id(value: &Value) -> Result<Option<String>, ConfigError> {
         Value::String(text) if text.trim().is_empty() => Ok(None),
         Value::String(text) => {
             let id = text.trim();
-            let valid = id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let valid =
+                id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             if valid {
                 Ok(Some(id.to_string()))
             } else {
@@ -137,7 +147,9 @@ mod tests {
     #[test]
     fn param_override_checks_name_and_type() {
         assert_eq!(
-            SubmissionParams::parse_override("dynamic_submit=false").unwrap().1,
+            SubmissionParams::parse_override("dynamic_submit=false")
+                .unwrap()
+                .1,
             json!(false)
         );
         assert!(SubmissionParams::parse_override("dynamic=false").is_err());

@@ -197,7 +197,11 @@ pub fn key_type(key: &str) -> Result<KeyType, ConfigError> {
         .map(|(_, kind)| *kind)
         .ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_string(),
-            known: CONFIG_KEYS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
+            known: CONFIG_KEYS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -219,7 +223,11 @@ pub fn parse_typed(key: &str, raw: &str, expected: KeyType) -> Result<Value, Con
     let invalid = || ConfigError::InvalidType {
         key: key.to_string(),
         expected: expected.name(),
-        value: if key == "api_key" { "<redacted>".to_string() } else { raw.to_string() },
+        value: if key == "api_key" {
+            "<redacted>".to_string()
+        } else {
+            raw.to_string()
+        },
     };
     match expected {
         KeyType::Bool => match raw.trim().to_ascii_lowercase().as_str() {
@@ -227,7 +235,11 @@ pub fn parse_typed(key: &str, raw: &str, expected: KeyType) -> Result<Value, Con
             "false" => Ok(Value::Bool(false)),
             _ => Err(invalid()),
         },
-        KeyType::Integer => raw.trim().parse::<u64>().map(Value::from).map_err(|_| invalid()),
+        KeyType::Integer => raw
+            .trim()
+            .parse::<u64>()
+            .map(Value::from)
+            .map_err(|_| invalid()),
         KeyType::String => Ok(Value::String(raw.to_string())),
     }
 }
@@ -284,22 +296,32 @@ mod tests {
     #[test]
     fn override_parses_by_key_type() {
         assert_eq!(parse_override("private_only=TRUE").unwrap().1, json!(true));
-        assert_eq!(parse_override("polling_period_in_seconds=7").unwrap().1, json!(7));
-        assert_eq!(parse_override("base_url=http://x/api/").unwrap().1, json!("http://x/api/"));
+        assert_eq!(
+            parse_override("polling_period_in_seconds=7").unwrap().1,
+            json!(7)
+        );
+        assert_eq!(
+            parse_override("base_url=http://x/api/").unwrap().1,
+            json!("http://x/api/")
+        );
         assert!(parse_override("no_equals_sign").is_err());
     }
 
     #[test]
     fn legacy_analysis_period_key_is_ignored() {
         let config =
-            ServiceConfig::from_layers([&layer(json!({"analysis_period_in_seconds": 180}))]).unwrap();
+            ServiceConfig::from_layers([&layer(json!({"analysis_period_in_seconds": 180}))])
+                .unwrap();
         assert_eq!(config.analysis_timeout_in_seconds, 60);
     }
 
     #[test]
     fn placeholder_or_empty_api_key_is_rejected() {
         let mut config = ServiceConfig::default();
-        assert!(matches!(config.require_api_key(), Err(ConfigError::MissingApiKey)));
+        assert!(matches!(
+            config.require_api_key(),
+            Err(ConfigError::MissingApiKey)
+        ));
         config.api_key = Secret::new("  ");
         assert!(config.require_api_key().is_err());
         config.api_key = Secret::new("0000-real");

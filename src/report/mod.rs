@@ -16,14 +16,24 @@ use crate::assemblyline::{Heuristic, Section, ServiceResult};
 use crate::config::ServiceConfig;
 use crate::intezer::{Analysis, Iocs};
 use tags::add_valid_tag;
-use verdict::{apply_black_box, effective_verdict, group, sub_verdict_heuristic, verdict_heuristic, VerdictGroup};
+use verdict::{
+    apply_black_box, effective_verdict, group, sub_verdict_heuristic, verdict_heuristic,
+    VerdictGroup,
+};
 
 /// Family names that say nothing about the file and are never tagged.
 const UNTAGGED_FAMILIES: &[&str] = &["Generic Malware", "Not Applicable", "Not Available"];
 
 /// Keys left out of the "Intezer analysis report" body, because other
 /// sections show them or they only matter to Intezer.
-const REPORT_REMOVED_KEYS: &[&str] = &["analysis_url", "is_private", "sha256", "verdict", "family_id", "sub_verdict"];
+const REPORT_REMOVED_KEYS: &[&str] = &[
+    "analysis_url",
+    "is_private",
+    "sha256",
+    "verdict",
+    "family_id",
+    "sub_verdict",
+];
 
 /// Keys left out of the "Intezer sub-verdict" body.
 const SUB_VERDICT_REMOVED_KEYS: &[&str] = &[
@@ -39,7 +49,13 @@ const SUB_VERDICT_REMOVED_KEYS: &[&str] = &[
 ];
 
 /// Keys of the "Intezer Results" summary, in display order.
-const SUMMARY_KEYS: &[&str] = &["analysis_id", "verdict", "sub_verdict", "family_name", "analysis_url"];
+const SUMMARY_KEYS: &[&str] = &[
+    "analysis_id",
+    "verdict",
+    "sub_verdict",
+    "family_name",
+    "analysis_url",
+];
 
 /// What Intezer returned for one file.
 #[derive(Debug, Clone)]
@@ -67,7 +83,10 @@ pub fn build_result(input: &ReportInput<'_>, config: &ServiceConfig) -> ServiceR
     let analysis = input.analysis.to_json_map();
 
     let file_verdicts = file_verdicts(input.iocs, config);
-    if matches!(group(&verdict), VerdictGroup::Unknown | VerdictGroup::Testing) {
+    if matches!(
+        group(&verdict),
+        VerdictGroup::Unknown | VerdictGroup::Testing
+    ) {
         if let Some(found) = file_verdicts.get(input.sha256) {
             if !matches!(group(found), VerdictGroup::Unknown | VerdictGroup::Testing) {
                 verdict = found.clone();
@@ -77,35 +96,52 @@ pub fn build_result(input: &ReportInput<'_>, config: &ServiceConfig) -> ServiceR
 
     let mut sections = vec![summary_section(&analysis)];
 
-    let mut report = Section::key_value("Intezer analysis report", clean_key_values(&analysis, REPORT_REMOVED_KEYS));
+    let mut report = Section::key_value(
+        "Intezer analysis report",
+        clean_key_values(&analysis, REPORT_REMOVED_KEYS),
+    );
     add_family_tags(&mut report, input.analysis, &verdict);
     if let Some(network) = input.iocs.and_then(network_section) {
         report.children.push(network);
     }
-    report.heuristic = verdict_heuristic(&verdict, config.score_administration_tools).map(Heuristic::new);
+    report.heuristic =
+        verdict_heuristic(&verdict, config.score_administration_tools).map(Heuristic::new);
     if report.heuristic.is_some() || !report.children.is_empty() {
         sections.push(report);
     }
 
     if let Some(sub_verdict) = input.analysis.sub_verdict.as_deref() {
-        let heuristic =
-            sub_verdict_heuristic(sub_verdict, config.use_black_box_verdicts, config.score_administration_tools);
+        let heuristic = sub_verdict_heuristic(
+            sub_verdict,
+            config.use_black_box_verdicts,
+            config.score_administration_tools,
+        );
         if let Some(heuristic) = heuristic {
-            let mut section =
-                Section::key_value("Intezer sub-verdict", clean_key_values(&analysis, SUB_VERDICT_REMOVED_KEYS));
+            let mut section = Section::key_value(
+                "Intezer sub-verdict",
+                clean_key_values(&analysis, SUB_VERDICT_REMOVED_KEYS),
+            );
             section.heuristic = Some(Heuristic::new(heuristic));
             sections.push(section);
         }
     }
 
-    ServiceResult { sections, ..ServiceResult::default() }
+    ServiceResult {
+        sections,
+        ..ServiceResult::default()
+    }
 }
 
 /// "Intezer Results": the verdict, family and link an analyst reads first.
 fn summary_section(analysis: &Map<String, Value>) -> Section {
     let body: Map<String, Value> = SUMMARY_KEYS
         .iter()
-        .filter_map(|key| analysis.get(*key).filter(|v| !v.is_null()).map(|v| (key.to_string(), v.clone())))
+        .filter_map(|key| {
+            analysis
+                .get(*key)
+                .filter(|v| !v.is_null())
+                .map(|v| (key.to_string(), v.clone()))
+        })
         .collect();
     let mut section = Section::key_value("Intezer Results", body);
     section.heuristic = Some(Heuristic::new(20));
@@ -118,7 +154,10 @@ fn add_family_tags(section: &mut Section, analysis: &Analysis, verdict: &str) {
     let Some(family) = analysis.family_name.as_deref().map(str::trim) else {
         return;
     };
-    if family.is_empty() || UNTAGGED_FAMILIES.contains(&family) || verdict::is_administration_tool(verdict) {
+    if family.is_empty()
+        || UNTAGGED_FAMILIES.contains(&family)
+        || verdict::is_administration_tool(verdict)
+    {
         return;
     }
     add_valid_tag(section, "attribution.implant", family);
@@ -131,7 +170,10 @@ fn file_verdicts(iocs: Option<&Iocs>, config: &ServiceConfig) -> HashMap<String,
     let mut verdicts = HashMap::new();
     for file in iocs.map(|iocs| iocs.files.as_slice()).unwrap_or_default() {
         if let (Some(sha256), Some(verdict)) = (&file.sha256, &file.verdict) {
-            verdicts.insert(sha256.to_lowercase(), apply_black_box(verdict, config.use_black_box_verdicts));
+            verdicts.insert(
+                sha256.to_lowercase(),
+                apply_black_box(verdict, config.use_black_box_verdicts),
+            );
         }
     }
     verdicts
@@ -143,7 +185,11 @@ fn network_section(iocs: &Iocs) -> Option<Section> {
     if iocs.network.is_empty() {
         return None;
     }
-    let lines: Vec<String> = iocs.network.iter().map(|ioc| format!("IOC: {}", ioc.ioc)).collect();
+    let lines: Vec<String> = iocs
+        .network
+        .iter()
+        .map(|ioc| format!("IOC: {}", ioc.ioc))
+        .collect();
     let mut section = Section::text("Network Communication Observed", &lines);
     for ioc in &iocs.network {
         match ioc.kind.as_deref() {
@@ -176,7 +222,11 @@ pub fn clean_key_values(source: &Map<String, Value>, removed: &[&str]) -> Map<St
             ),
             _ => value.clone(),
         };
-        let key = if key == "reused_gene_count" { "reused_code_count".to_string() } else { key.clone() };
+        let key = if key == "reused_gene_count" {
+            "reused_code_count".to_string()
+        } else {
+            key.clone()
+        };
         cleaned.insert(key, value);
     }
     cleaned

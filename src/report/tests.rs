@@ -35,8 +35,22 @@ fn titles(result: &ServiceResult) -> Vec<&str> {
 #[test]
 fn malicious_hit_has_three_sections() {
     let analysis = malicious();
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
-    assert_eq!(titles(&result), ["Intezer Results", "Intezer analysis report", "Intezer sub-verdict"]);
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
+    assert_eq!(
+        titles(&result),
+        [
+            "Intezer Results",
+            "Intezer analysis report",
+            "Intezer sub-verdict"
+        ]
+    );
     assert_eq!(result.sections[0].heuristic.as_ref().unwrap().heur_id, 20);
     assert_eq!(result.sections[1].heuristic.as_ref().unwrap().heur_id, 1);
     assert_eq!(result.sections[2].heuristic.as_ref().unwrap().heur_id, 13);
@@ -45,7 +59,14 @@ fn malicious_hit_has_three_sections() {
 #[test]
 fn summary_keeps_verdict_family_and_link() {
     let analysis = malicious();
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
     let body = result.sections[0].body.clone().unwrap();
     assert_eq!(
         body,
@@ -57,7 +78,14 @@ fn summary_keeps_verdict_family_and_link() {
 #[test]
 fn report_body_drops_listed_keys() {
     let analysis = malicious();
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
     let body = result.sections[1].body.clone().unwrap();
     assert_eq!(
         body,
@@ -71,7 +99,14 @@ fn report_body_drops_listed_keys() {
 #[test]
 fn family_is_tagged_as_implant_and_actor() {
     let analysis = malicious();
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
     let tags = &result.sections[1].tags;
     assert_eq!(tags["attribution.implant"], ["ExampleRAT"]);
     assert_eq!(tags["attribution.actor"], ["ExampleRAT"]);
@@ -82,9 +117,18 @@ fn placeholder_families_are_not_tagged() {
     for family in ["Generic Malware", "Not Applicable", "Not Available", ""] {
         let mut analysis = malicious();
         analysis.family_name = Some(family.to_string());
-        let result =
-            build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
-        assert!(result.sections[1].tags.is_empty(), "family {family:?} was tagged");
+        let result = build_result(
+            &ReportInput {
+                sha256: SHA,
+                analysis: &analysis,
+                iocs: None,
+            },
+            &ServiceConfig::default(),
+        );
+        assert!(
+            result.sections[1].tags.is_empty(),
+            "family {family:?} was tagged"
+        );
     }
 }
 
@@ -93,8 +137,19 @@ fn administration_tool_family_is_not_tagged() {
     let mut analysis = malicious();
     analysis.verdict = Some("suspicious".into());
     analysis.sub_verdict = Some("known_administration_tool".into());
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
-    let report = result.sections.iter().find(|s| s.title == "Intezer analysis report").unwrap();
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
+    let report = result
+        .sections
+        .iter()
+        .find(|s| s.title == "Intezer analysis report")
+        .unwrap();
     assert!(report.tags.is_empty());
     assert_eq!(report.heuristic.as_ref().unwrap().heur_id, 2);
 }
@@ -104,7 +159,14 @@ fn trusted_verdict_gives_empty_result() {
     let mut analysis = malicious();
     analysis.verdict = Some("trusted".into());
     analysis.sub_verdict = Some("known_trusted".into());
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
     assert!(result.is_empty());
 }
 
@@ -120,8 +182,14 @@ fn network_iocs_become_tagged_lines() {
             {"ioc": "https://beacon.example.com/x", "type": "url"}
         ]
     }));
-    let result =
-        build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: Some(&iocs) }, &ServiceConfig::default());
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: Some(&iocs),
+        },
+        &ServiceConfig::default(),
+    );
     let network = &result.sections[1].children[0];
     assert_eq!(network.title, "Network Communication Observed");
     assert_eq!(network.format, BodyFormat::Text);
@@ -130,7 +198,10 @@ fn network_iocs_become_tagged_lines() {
         Some(json!("IOC: 192.0.2.44\nIOC: beacon.example.com\nIOC: not-an-ip\nIOC: https://beacon.example.com/x"))
     );
     assert_eq!(network.tags["network.dynamic.ip"], ["192.0.2.44"]);
-    assert_eq!(network.tags["network.dynamic.domain"], ["beacon.example.com"]);
+    assert_eq!(
+        network.tags["network.dynamic.domain"],
+        ["beacon.example.com"]
+    );
     assert_eq!(network.tags.len(), 2);
 }
 
@@ -140,17 +211,37 @@ fn unknown_verdict_takes_file_ioc_verdict() {
     analysis.verdict = Some("unknown".into());
     analysis.sub_verdict = Some("no_genes".into());
     let iocs = iocs(json!({"files": [{"sha256": SHA, "verdict": "malicious"}], "network": []}));
-    let result =
-        build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: Some(&iocs) }, &ServiceConfig::default());
-    let report = result.sections.iter().find(|s| s.title == "Intezer analysis report").unwrap();
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: Some(&iocs),
+        },
+        &ServiceConfig::default(),
+    );
+    let report = result
+        .sections
+        .iter()
+        .find(|s| s.title == "Intezer analysis report")
+        .unwrap();
     assert_eq!(report.heuristic.as_ref().unwrap().heur_id, 1);
 }
 
 #[test]
 fn black_box_off_scores_nothing_for_intezer_verdicts() {
     let analysis = malicious();
-    let config = ServiceConfig { use_black_box_verdicts: false, ..ServiceConfig::default() };
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &config);
+    let config = ServiceConfig {
+        use_black_box_verdicts: false,
+        ..ServiceConfig::default()
+    };
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &config,
+    );
     assert_eq!(titles(&result), ["Intezer Results"]);
 }
 
@@ -159,8 +250,18 @@ fn probably_packed_raises_three_and_no_sub_verdict_section() {
     let mut analysis = malicious();
     analysis.verdict = Some("suspicious".into());
     analysis.sub_verdict = Some("probably_packed".into());
-    let result = build_result(&ReportInput { sha256: SHA, analysis: &analysis, iocs: None }, &ServiceConfig::default());
-    assert_eq!(titles(&result), ["Intezer Results", "Intezer analysis report"]);
+    let result = build_result(
+        &ReportInput {
+            sha256: SHA,
+            analysis: &analysis,
+            iocs: None,
+        },
+        &ServiceConfig::default(),
+    );
+    assert_eq!(
+        titles(&result),
+        ["Intezer Results", "Intezer analysis report"]
+    );
     assert_eq!(result.sections[1].heuristic.as_ref().unwrap().heur_id, 3);
 }
 
@@ -171,5 +272,8 @@ fn indicators_shown_by_name_and_gene_count_renamed() {
         .unwrap()
         .clone();
     let cleaned = clean_key_values(&source, &[]);
-    assert_eq!(Value::Object(cleaned), json!({"indicators": ["packed"], "reused_code_count": 4}));
+    assert_eq!(
+        Value::Object(cleaned),
+        json!({"indicators": ["packed"], "reused_code_count": 4})
+    );
 }

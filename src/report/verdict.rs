@@ -23,18 +23,23 @@ pub const TESTING: &str = "testing";
 
 pub fn group(verdict: &str) -> VerdictGroup {
     match verdict {
-        "known_trusted" | "trusted" | "probably_trusted" | "known_library" | "library" => VerdictGroup::Trusted,
+        "known_trusted" | "trusted" | "probably_trusted" | "known_library" | "library" => {
+            VerdictGroup::Trusted
+        }
         "malicious" | "known_malicious" => VerdictGroup::Malicious,
-        "administration_tool" | "known_administration_tool" | "packed" | "script" | "suspicious" => {
-            VerdictGroup::Suspicious
-        }
+        "administration_tool"
+        | "known_administration_tool"
+        | "packed"
+        | "script"
+        | "suspicious" => VerdictGroup::Suspicious,
         "probably_packed" | "interesting" => VerdictGroup::OfInterest,
-        "unique" | "no_genes" | "almost_no_genes" | "inconclusive" | "installer" | "no_code" | "unknown" => {
-            VerdictGroup::Unknown
-        }
-        "file_type_not_supported" | "not_supported" | "non_native_code" | "corrupted_file" | "failed" => {
-            VerdictGroup::NotSupported
-        }
+        "unique" | "no_genes" | "almost_no_genes" | "inconclusive" | "installer" | "no_code"
+        | "unknown" => VerdictGroup::Unknown,
+        "file_type_not_supported"
+        | "not_supported"
+        | "non_native_code"
+        | "corrupted_file"
+        | "failed" => VerdictGroup::NotSupported,
         "neutral" => VerdictGroup::Neutral,
         TESTING => VerdictGroup::Testing,
         _ => VerdictGroup::Other,
@@ -58,7 +63,9 @@ pub fn effective_verdict(verdict: Option<&str>, sub_verdict: Option<&str>) -> Op
         match sub_verdict {
             Some("probably_packed") => return Some("probably_packed".to_string()),
             Some("administration_tool") => return Some("administration_tool".to_string()),
-            Some("known_administration_tool") => return Some("known_administration_tool".to_string()),
+            Some("known_administration_tool") => {
+                return Some("known_administration_tool".to_string())
+            }
             _ => {}
         }
     }
@@ -68,7 +75,10 @@ pub fn effective_verdict(verdict: Option<&str>, sub_verdict: Option<&str>) -> Op
 /// Replaces a malicious or suspicious verdict by [`TESTING`] when Intezer's
 /// own verdicts are not trusted.
 pub fn apply_black_box(verdict: &str, use_black_box_verdicts: bool) -> String {
-    let scored = matches!(group(verdict), VerdictGroup::Malicious | VerdictGroup::Suspicious);
+    let scored = matches!(
+        group(verdict),
+        VerdictGroup::Malicious | VerdictGroup::Suspicious
+    );
     if !use_black_box_verdicts && scored {
         TESTING.to_string()
     } else {
@@ -125,9 +135,15 @@ mod tests {
 
     #[test]
     fn trusted_and_unsupported_give_no_verdict() {
-        assert_eq!(effective_verdict(Some("trusted"), Some("known_trusted")), None);
+        assert_eq!(
+            effective_verdict(Some("trusted"), Some("known_trusted")),
+            None
+        );
         assert_eq!(effective_verdict(Some("known_library"), None), None);
-        assert_eq!(effective_verdict(Some("file_type_not_supported"), None), None);
+        assert_eq!(
+            effective_verdict(Some("file_type_not_supported"), None),
+            None
+        );
         assert_eq!(effective_verdict(Some("failed"), None), None);
         assert_eq!(effective_verdict(None, Some("malicious")), None);
         assert_eq!(effective_verdict(Some(""), None), None);
@@ -135,13 +151,22 @@ mod tests {
 
     #[test]
     fn suspicious_sub_verdicts_refine_verdict() {
-        assert_eq!(effective_verdict(Some("suspicious"), Some("probably_packed")).as_deref(), Some("probably_packed"));
+        assert_eq!(
+            effective_verdict(Some("suspicious"), Some("probably_packed")).as_deref(),
+            Some("probably_packed")
+        );
         assert_eq!(
             effective_verdict(Some("suspicious"), Some("administration_tool")).as_deref(),
             Some("administration_tool")
         );
-        assert_eq!(effective_verdict(Some("suspicious"), Some("suspicious")).as_deref(), Some("suspicious"));
-        assert_eq!(effective_verdict(Some("malicious"), Some("probably_packed")).as_deref(), Some("malicious"));
+        assert_eq!(
+            effective_verdict(Some("suspicious"), Some("suspicious")).as_deref(),
+            Some("suspicious")
+        );
+        assert_eq!(
+            effective_verdict(Some("malicious"), Some("probably_packed")).as_deref(),
+            Some("malicious")
+        );
     }
 
     #[test]
@@ -159,7 +184,10 @@ mod tests {
     #[test]
     fn administration_tools_not_scored_raise_three() {
         assert_eq!(verdict_heuristic("administration_tool", false), Some(3));
-        assert_eq!(verdict_heuristic("known_administration_tool", false), Some(3));
+        assert_eq!(
+            verdict_heuristic("known_administration_tool", false),
+            Some(3)
+        );
     }
 
     #[test]
@@ -173,12 +201,21 @@ mod tests {
     #[test]
     fn sub_verdict_heuristics_match_exactly() {
         assert_eq!(sub_verdict_heuristic("malicious", true, true), Some(13));
-        assert_eq!(sub_verdict_heuristic("known_malicious", true, true), Some(14));
+        assert_eq!(
+            sub_verdict_heuristic("known_malicious", true, true),
+            Some(14)
+        );
         assert_eq!(sub_verdict_heuristic("suspicious", true, true), Some(15));
         assert_eq!(sub_verdict_heuristic("unique", true, true), Some(16));
         assert_eq!(sub_verdict_heuristic("trusted", true, true), Some(17));
-        assert_eq!(sub_verdict_heuristic("administration_tool", true, true), Some(18));
-        assert_eq!(sub_verdict_heuristic("known_administration_tool", true, true), Some(19));
+        assert_eq!(
+            sub_verdict_heuristic("administration_tool", true, true),
+            Some(18)
+        );
+        assert_eq!(
+            sub_verdict_heuristic("known_administration_tool", true, true),
+            Some(19)
+        );
         assert_eq!(sub_verdict_heuristic("tool", true, true), None);
         assert_eq!(sub_verdict_heuristic("probably_packed", true, true), None);
     }
@@ -187,7 +224,10 @@ mod tests {
     fn sub_verdict_heuristics_follow_switches() {
         assert_eq!(sub_verdict_heuristic("malicious", false, true), None);
         assert_eq!(sub_verdict_heuristic("unique", false, true), Some(16));
-        assert_eq!(sub_verdict_heuristic("administration_tool", true, false), None);
+        assert_eq!(
+            sub_verdict_heuristic("administration_tool", true, false),
+            None
+        );
         assert_eq!(sub_verdict_heuristic("trusted", true, false), Some(17));
     }
 }

@@ -16,7 +16,7 @@ pub mod scenario;
 pub mod service_server;
 
 pub use intezer::{
-    run_until_ctrl_c, DefaultOptions, DefaultVerdict, IntezerBehaviour, IntezerSimHandle, IntezerSimulator,
-    RecordedCall,
+    run_until_ctrl_c, DefaultOptions, DefaultVerdict, IntezerBehaviour, IntezerSimHandle,
+    IntezerSimulator, RecordedCall,
 };
 pub use scenario::{ResponseBody, Route, RouteResponse, Scenario, ScenarioError};

@@ -16,10 +16,16 @@ pub enum LogFormat {
 pub fn init(default_level: &str, format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("LOG_LEVEL").ok().map(|level| level.to_lowercase()))
+        .or_else(|| {
+            std::env::var("LOG_LEVEL")
+                .ok()
+                .map(|level| level.to_lowercase())
+        })
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -7,7 +7,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric of the service.
 pub struct Metrics {
@@ -35,29 +37,47 @@ pub fn metrics() -> &'static Metrics {
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    registry.register(Box::new(counter.clone())).expect("metric names are unique");
+    let counter =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric names are unique");
     counter
 }
 
 impl Metrics {
     fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("intezer_dynamic".to_string()), None).expect("registry prefix is valid");
+        let registry = Registry::new_custom(Some("intezer_dynamic".to_string()), None)
+            .expect("registry prefix is valid");
 
-        let tasks_received = IntCounter::new("tasks_received_total", "Tasks taken from the service server.")
+        let tasks_received = IntCounter::new(
+            "tasks_received_total",
+            "Tasks taken from the service server.",
+        )
+        .expect("metric definition is valid");
+        registry
+            .register(Box::new(tasks_received.clone()))
+            .expect("metric names are unique");
+        let tasks_in_flight = IntGauge::new("tasks_in_flight", "Tasks taken and not answered yet.")
             .expect("metric definition is valid");
-        registry.register(Box::new(tasks_received.clone())).expect("metric names are unique");
-        let tasks_in_flight =
-            IntGauge::new("tasks_in_flight", "Tasks taken and not answered yet.").expect("metric definition is valid");
-        registry.register(Box::new(tasks_in_flight.clone())).expect("metric names are unique");
+        registry
+            .register(Box::new(tasks_in_flight.clone()))
+            .expect("metric names are unique");
 
         let build_info = IntGaugeVec::new(
-            Opts::new("build_info", "Version of the running service; the value is always 1."),
+            Opts::new(
+                "build_info",
+                "Version of the running service; the value is always 1.",
+            ),
             &["version"],
         )
         .expect("metric definition is valid");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        registry.register(Box::new(build_info)).expect("metric names are unique");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("metric names are unique");
 
         #[cfg(target_os = "linux")]
         {
@@ -72,14 +92,24 @@ impl Metrics {
                 "Tasks answered, by outcome.",
                 &["outcome"],
             ),
-            lookups: counter_vec(&registry, "lookups_total", "Intezer hash lookups, by outcome.", &["outcome"]),
+            lookups: counter_vec(
+                &registry,
+                "lookups_total",
+                "Intezer hash lookups, by outcome.",
+                &["outcome"],
+            ),
             submissions: counter_vec(
                 &registry,
                 "submissions_total",
                 "File uploads to Intezer, by outcome.",
                 &["outcome"],
             ),
-            verdicts: counter_vec(&registry, "verdicts_total", "Results posted, by verdict.", &["verdict"]),
+            verdicts: counter_vec(
+                &registry,
+                "verdicts_total",
+                "Results posted, by verdict.",
+                &["verdict"],
+            ),
             tasks_received,
             tasks_in_flight,
             registry,
@@ -91,7 +121,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();
-        if encoder.encode(&self.registry.gather(), &mut buffer).is_err() {
+        if encoder
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buffer).unwrap_or_default()
@@ -116,8 +149,14 @@ mod tests {
         let metrics = metrics();
         metrics.lookups.with_label_values(&["found"]).inc();
         let text = metrics.render();
-        assert!(text.contains("intezer_dynamic_lookups_total{outcome=\"found\"}"), "{text}");
+        assert!(
+            text.contains("intezer_dynamic_lookups_total{outcome=\"found\"}"),
+            "{text}"
+        );
         assert!(text.contains("intezer_dynamic_build_info"), "{text}");
-        assert!(text.contains("intezer_dynamic_tasks_received_total"), "{text}");
+        assert!(
+            text.contains("intezer_dynamic_tasks_received_total"),
+            "{text}"
+        );
     }
 }

@@ -9,7 +9,9 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use super::metrics::metrics;
 
 async fn render_metrics() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics().render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics().render())
 }
 
 async fn healthz() -> HttpResponse {
@@ -20,7 +22,9 @@ async fn readyz() -> HttpResponse {
     if metrics().is_ready() {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("not ready")
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready")
     }
 }
 

@@ -2,8 +2,6 @@
 //! 127.0.0.1 that issues access tokens, and client settings with short
 //! timeouts and backoffs so that retries take milliseconds.
 
-
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use intezer_dynamic::config::Secret;

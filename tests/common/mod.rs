@@ -28,7 +28,10 @@ pub fn shared_scenarios() -> Option<PathBuf> {
 /// An environment for `serve` built from `pairs` only, never from the
 /// process environment.
 pub fn environment(pairs: &[(&str, String)]) -> Environment {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     Environment::from_lookup(|name| map.get(name).cloned()).expect("test environment is valid")
 }
 
