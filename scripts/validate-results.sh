@@ -38,4 +38,4 @@ if [ ${#results[@]} -eq 0 ]; then
     exit 1
 fi
 "$venv/bin/python" "$validator" result "${results[@]}" --manifest service_manifest.yml --strict
-echo "validate-results: ${#results[@]} results valid"
+echo "validate-results: ${#results[@]} passed, 0 failed"

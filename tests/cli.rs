@@ -170,3 +170,47 @@ fn demo_answers_every_task_once() {
     let written = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(written, 3);
 }
+
+/// `serve` with the manifest's placeholder key still in AL's configuration
+/// exits non-zero before taking a task, saying where to set the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_api_key_exits_before_tasks() {
+    use intezer_dynamic::simulator::service_server::{
+        ServiceServerOptions, ServiceServerSimulator, SimFile,
+    };
+
+    let file = SimFile {
+        name: "true".into(),
+        bytes: std::fs::read(common::sample("elf_true")).unwrap().into(),
+        file_type: "executable/linux/pie64".into(),
+    };
+    let server = ServiceServerSimulator::start(
+        ServiceServerOptions {
+            files: vec![file],
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let host = server.base_url();
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(common::binary())
+            .args(["serve", "--metrics-addr", "127.0.0.1:0"])
+            .env("SERVICE_API_HOST", host)
+            .env("TASK_REQUEST_TIMEOUT", "0.2")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("Administration > Services"), "{message}");
+    assert!(message.contains("--set api_key"), "{message}");
+    assert_eq!(server.report().tasks_handed_out, 0);
+    server.stop().await;
+}
