@@ -24,7 +24,7 @@ use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
 use crate::quota::Limiter;
 use crate::telemetry::metrics::metrics;
 
-/// Why the service could not start or run.
+/// Failure to start or run the service.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(transparent)]
@@ -50,11 +50,11 @@ pub struct ServeOptions {
     pub register_only: bool,
     /// Manifest text to use instead of the embedded one.
     pub manifest_text: Option<String>,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// How `serve` ended.
+/// The way `serve` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServeExit {
     /// Registration only: `REGISTER_ONLY`, or the server created a new
@@ -72,7 +72,7 @@ pub fn load_manifest(env: &Environment, text: Option<&str>) -> Result<Manifest, 
     }
 }
 
-/// The identity posted in every result and error.
+/// Builds the identity posted in every result and error.
 pub fn service_identity(manifest: &Manifest) -> ServiceIdentity {
     ServiceIdentity {
         name: manifest.name.clone(),
@@ -198,8 +198,8 @@ pub async fn serve(
     Ok(ServeExit::Finished(summary))
 }
 
-/// Whether `base_url` is one of Intezer's cloud hosts, or a loopback
-/// address as the simulators use.
+/// Checks whether `base_url` is one of Intezer's cloud hosts, or a
+/// loopback address as the simulators use.
 fn is_known_base_url(base_url: &str) -> bool {
     let Ok(url) = url::Url::parse(base_url) else {
         return false;
@@ -216,7 +216,7 @@ pub struct ScanInput {
     pub path: PathBuf,
 }
 
-/// What `scan` produced for one file.
+/// Output of `scan` for one file.
 #[derive(Debug, Clone)]
 pub struct ScanReport {
     pub path: PathBuf,

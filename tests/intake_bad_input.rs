@@ -31,7 +31,7 @@ fn task(sid: &str, sha256: &str) -> Value {
     })
 }
 
-/// Mounts register, safelist and the final "no task" answer.
+/// Mounts registration, result posts and the "no task" reply that follows the scripted tasks.
 async fn mount_service_server(server: &MockServer, intezer_base: &str) {
     let service_config = json!({
         "keep_alive": true,
@@ -56,7 +56,7 @@ async fn mount_service_server(server: &MockServer, intezer_base: &str) {
         .await;
 }
 
-/// An Intezer stand-in that knows no file.
+/// Starts an Intezer stand-in that has no analysis of any file.
 async fn intezer_knowing_nothing() -> MockServer {
     let intezer = MockServer::start().await;
     Mock::given(method("POST"))

@@ -40,7 +40,7 @@ pub enum WatchOutcome {
     },
 }
 
-/// Why watching stopped without an outcome.
+/// Failure of a watch that ended without an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error(transparent)]
@@ -148,8 +148,8 @@ impl AnalysisWatcher {
         );
     }
 
-    /// Answers the waiters whose wait has ended and drops the watch when no
-    /// one waits any more.
+    /// Replies to the waiters whose wait has ended and drops the watch when
+    /// no one waits any more.
     fn expire_waiters(&mut self, analysis_id: &str) {
         let Some(watch) = self.watches.get_mut(analysis_id) else {
             return;
@@ -226,8 +226,8 @@ impl AnalysisWatcher {
     }
 }
 
-/// The error for the second and later waiters of a failed watch, since
-/// errors are not `Clone`; the first waiter gets the original.
+/// Copies the error of a failed watch for the second and later waiters,
+/// because errors are not `Clone`. The first waiter gets the original.
 fn copy_error(err: &WatchError) -> IntezerError {
     match err {
         WatchError::Intezer(inner) => IntezerError::InvalidResponse {

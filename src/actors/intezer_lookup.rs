@@ -15,7 +15,7 @@ use tracing::debug;
 use super::stage::{guard, StageError};
 use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError, Iocs};
 
-/// What a hash lookup found.
+/// Outcome of a hash lookup.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupOutcome {
     Found(Box<Analysis>),

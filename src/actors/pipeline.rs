@@ -1,9 +1,9 @@
 //! The pipeline: the actors that analyse one file, and the flow that takes a
 //! task through them.
 //!
-//! IntezerLookup finds the file's analysis; when Intezer does not know the
+//! IntezerLookup finds the file's analysis. When Intezer does not know the
 //! file and submission is allowed, the Submitter uploads it and the
-//! AnalysisWatcher waits for the analysis; the ResultBuilder renders the
+//! AnalysisWatcher waits for the analysis. The ResultBuilder renders the
 //! result. TaskIntake (for `serve`) and the `scan` command both drive tasks
 //! through [`Pipeline::analyse`], which always returns exactly one outcome.
 
@@ -113,8 +113,8 @@ impl Pipeline {
     }
 
     /// Analyses `file` for `task` and returns the result or the error to
-    /// post. Never panics and never returns without an outcome; the caller
-    /// bounds it by `deadline`.
+    /// post. Every path ends in one outcome; the caller bounds the call by
+    /// `deadline` and guards it against panics.
     pub async fn analyse(
         &self,
         task: &Task,
@@ -193,8 +193,9 @@ impl Pipeline {
         })
     }
 
-    /// The analysis named by the `analysis_id` parameter, waited for if it is
-    /// still running. `None` when Intezer does not know the id.
+    /// Reads the analysis named by the `analysis_id` parameter and waits for
+    /// it if it is still running. Returns `None` when Intezer does not know
+    /// the id.
     async fn analysis_by_id(
         &self,
         task: &Task,
@@ -227,8 +228,8 @@ impl Pipeline {
         }
     }
 
-    /// The latest analysis of the file, submitting it first when Intezer
-    /// does not know it and both switches allow it.
+    /// Looks up the latest analysis of the file, submitting the file first
+    /// when Intezer does not know it and both switches allow it.
     async fn analysis_by_hash(
         &self,
         task: &Task,
@@ -389,7 +390,7 @@ fn failed_analysis(task: &Task, analysis_id: &str) -> TaskFailure {
     ))
 }
 
-/// The error posted for a task whose Intezer call failed while `doing`.
+/// Builds the error posted for a task whose Intezer call failed while `doing`.
 /// Problems that a retry cannot fix (the key, the plan, a rejected request)
 /// are not recoverable; the rest are, so AL tries the task again.
 pub fn intezer_failure(err: &IntezerError, doing: &str) -> TaskFailure {

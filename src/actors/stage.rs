@@ -16,7 +16,7 @@ use actix::{Actor, Addr, Handler, MailboxError, Message};
 use futures_util::FutureExt;
 use tracing::error;
 
-/// A message that did not get an answer from its actor.
+/// Failure of a message that got no reply from its actor.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StageError {
     #[error("the {stage} actor stopped before answering; it has been restarted")]
@@ -56,7 +56,8 @@ impl<A: Actor> Stage<A> {
         self.name
     }
 
-    /// The actor's address, restarting the actor first if it has stopped.
+    /// Returns the actor's address, restarting the actor first if it has
+    /// stopped.
     pub fn addr(&self) -> Addr<A> {
         let mut addr = self
             .addr
@@ -69,7 +70,7 @@ impl<A: Actor> Stage<A> {
         addr.clone()
     }
 
-    /// Sends `message` and waits for the answer. Waits while the mailbox is
+    /// Sends `message` and waits for the reply. Waits while the mailbox is
     /// full, which is the pipeline's back-pressure.
     pub async fn send<M>(&self, message: M) -> Result<M::Result, StageError>
     where
