@@ -347,11 +347,7 @@ impl ServiceServerClient {
         container_id: &str,
     ) -> Result<(), ServiceServerError> {
         let first = self
-            .post_task(
-                task,
-                json!({"task": task, "result": result, "freshen": true}),
-                container_id,
-            )
+            .post_result_once(task, result, true, container_id)
             .await?;
         if first.get("success").and_then(Value::as_bool) == Some(true) {
             return Ok(());
@@ -385,11 +381,7 @@ impl ServiceServerClient {
             self.upload_file(sha256, file, ttl, container_id).await?;
         }
         let second = self
-            .post_task(
-                task,
-                json!({"task": task, "result": result, "freshen": false}),
-                container_id,
-            )
+            .post_result_once(task, result, false, container_id)
             .await?;
         if second.get("success").and_then(Value::as_bool) == Some(true) {
             Ok(())
@@ -404,6 +396,19 @@ impl ServiceServerClient {
         }
     }
 
+    /// Posts a result once; `freshen: true` asks the server to check that
+    /// every listed file exists.
+    async fn post_result_once(
+        &self,
+        task: &Value,
+        result: &Value,
+        freshen: bool,
+        container_id: &str,
+    ) -> Result<Value, ServiceServerError> {
+        let body = json!({"task": task, "result": result, "freshen": freshen});
+        self.post_task(body, container_id).await
+    }
+
     /// Posts an error for a task.
     pub async fn post_error(
         &self,
@@ -411,14 +416,13 @@ impl ServiceServerClient {
         error: &Value,
         container_id: &str,
     ) -> Result<(), ServiceServerError> {
-        self.post_task(task, json!({"task": task, "error": error}), container_id)
+        self.post_task(json!({"task": task, "error": error}), container_id)
             .await?;
         Ok(())
     }
 
     async fn post_task(
         &self,
-        _task: &Value,
         body: Value,
         container_id: &str,
     ) -> Result<Value, ServiceServerError> {
