@@ -14,6 +14,7 @@ use crate::assemblyline::result::Milestones;
 use crate::assemblyline::{Section, ServiceIdentity, ServiceResult, Task};
 use crate::config::ServiceConfig;
 use crate::intezer::{Analysis, Iocs};
+use crate::report::safelist::Safelist;
 use crate::report::{build_result, ReportInput};
 
 /// What the pipeline found for one task.
@@ -77,10 +78,14 @@ impl Handler<BuildResult> for ResultBuilder {
         let result = match &message.findings {
             Findings::Empty => ServiceResult::default(),
             Findings::Analysis { analysis, iocs } => {
+                let safelist = Safelist::empty();
                 let input = ReportInput {
                     sha256: &message.task.sha256,
                     analysis,
                     iocs: iocs.as_ref(),
+                    ttps: &[],
+                    sub_analyses: &[],
+                    safelist: &safelist,
                 };
                 build_result(&input, &self.config)
             }

@@ -99,7 +99,7 @@ pub struct Ttp {
 }
 
 /// One entry of `GET /analyses/{id}/sub-analyses` → `sub_analyses[]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubAnalysis {
     pub sub_analysis_id: String,
     #[serde(default)]

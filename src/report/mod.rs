@@ -5,6 +5,7 @@
 //! with the verdict heuristic, family tags and the network IOCs, then
 //! "Intezer sub-verdict" with heuristics 13 to 19.
 
+pub mod safelist;
 pub mod tags;
 pub mod verdict;
 
@@ -14,8 +15,9 @@ use serde_json::{Map, Value};
 
 use crate::assemblyline::{Heuristic, Section, ServiceResult};
 use crate::config::ServiceConfig;
-use crate::intezer::{Analysis, Iocs};
-use tags::add_valid_tag;
+use crate::intezer::{Analysis, CodeReuse, Iocs, StringEntry, SubAnalysis, Ttp};
+use safelist::Safelist;
+use tags::add_tag;
 use verdict::{
     apply_black_box, effective_verdict, group, sub_verdict_heuristic, verdict_heuristic,
     VerdictGroup,
@@ -63,9 +65,26 @@ pub struct ReportInput<'a> {
     /// SHA-256 of the task's file.
     pub sha256: &'a str,
     pub analysis: &'a Analysis,
-    /// `None` when Intezer had no IOCs (404) or the plan does not include
-    /// them (403).
+    /// `None` when Intezer had no IOCs (404), the plan does not include them
+    /// (403), or `fetch_iocs` is off.
     pub iocs: Option<&'a Iocs>,
+    /// Dynamic TTPs; empty when there are none or they were not fetched.
+    pub ttps: &'a [Ttp],
+    /// The sub-analyses that are reported, with their details.
+    pub sub_analyses: &'a [SubAnalysisReport],
+    pub safelist: &'a Safelist,
+}
+
+/// One sub-analysis with the details fetched for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubAnalysisReport {
+    pub sub: SubAnalysis,
+    /// `None` when Intezer has no code-reuse report for it (409).
+    pub code_reuse: Option<CodeReuse>,
+    /// Empty when the metadata call failed.
+    pub metadata: Map<String, Value>,
+    /// `None` when strings were not fetched or not available.
+    pub strings: Option<Vec<StringEntry>>,
 }
 
 /// The verdict after the verdict rules, or `None` when the result is empty.
@@ -100,8 +119,11 @@ pub fn build_result(input: &ReportInput<'_>, config: &ServiceConfig) -> ServiceR
         "Intezer analysis report",
         clean_key_values(&analysis, REPORT_REMOVED_KEYS),
     );
-    add_family_tags(&mut report, input.analysis, &verdict);
-    if let Some(network) = input.iocs.and_then(network_section) {
+    add_family_tags(&mut report, input.analysis, &verdict, input.safelist);
+    if let Some(network) = input
+        .iocs
+        .and_then(|iocs| network_section(iocs, input.safelist))
+    {
         report.children.push(network);
     }
     report.heuristic =
@@ -150,7 +172,7 @@ fn summary_section(analysis: &Map<String, Value>) -> Section {
 
 /// Tags the family as implant and actor, except for placeholder family
 /// names and administration tools.
-fn add_family_tags(section: &mut Section, analysis: &Analysis, verdict: &str) {
+fn add_family_tags(section: &mut Section, analysis: &Analysis, verdict: &str, safelist: &Safelist) {
     let Some(family) = analysis.family_name.as_deref().map(str::trim) else {
         return;
     };
@@ -160,8 +182,8 @@ fn add_family_tags(section: &mut Section, analysis: &Analysis, verdict: &str) {
     {
         return;
     }
-    add_valid_tag(section, "attribution.implant", family);
-    add_valid_tag(section, "attribution.actor", family);
+    add_tag(section, "attribution.implant", family, safelist);
+    add_tag(section, "attribution.actor", family, safelist);
 }
 
 /// SHA-256 → verdict for every file Intezer's IOCs list. With black-box
@@ -181,7 +203,7 @@ fn file_verdicts(iocs: Option<&Iocs>, config: &ServiceConfig) -> HashMap<String,
 
 /// "Network Communication Observed": one line per network IOC; IPs and
 /// domains are tagged when AL would accept them.
-fn network_section(iocs: &Iocs) -> Option<Section> {
+fn network_section(iocs: &Iocs, safelist: &Safelist) -> Option<Section> {
     if iocs.network.is_empty() {
         return None;
     }
@@ -194,10 +216,10 @@ fn network_section(iocs: &Iocs) -> Option<Section> {
     for ioc in &iocs.network {
         match ioc.kind.as_deref() {
             Some("ip") => {
-                add_valid_tag(&mut section, "network.dynamic.ip", &ioc.ioc);
+                add_tag(&mut section, "network.dynamic.ip", &ioc.ioc, safelist);
             }
             Some("domain") => {
-                add_valid_tag(&mut section, "network.dynamic.domain", &ioc.ioc);
+                add_tag(&mut section, "network.dynamic.domain", &ioc.ioc, safelist);
             }
             other => tracing::debug!(ioc_type = ?other, "network IOC type is not tagged"),
         }

@@ -1,8 +1,10 @@
-//! Tag validation with Assemblyline's own Rust tag model.
+//! Tag validation with Assemblyline's own Rust tag model, and the one
+//! function every section uses to add a tag.
 
 use assemblyline_models::datastore::tagging::load_tags_from_object;
 use serde_json::{json, Map, Value};
 
+use super::safelist::Safelist;
 use crate::assemblyline::Section;
 
 /// Whether AL would accept `value` for the tag `name` (for example an IP for
@@ -18,16 +20,20 @@ pub fn is_valid_tag(name: &str, value: &str) -> bool {
     rejected.is_empty()
 }
 
-/// Adds a tag to `section` when it is valid; an invalid value is dropped
-/// with a debug log instead of being rejected by the server.
-pub fn add_valid_tag(section: &mut Section, name: &str, value: &str) -> bool {
-    if is_valid_tag(name, value) {
-        section.add_tag(name, value);
-        true
-    } else {
-        tracing::debug!(tag = name, value, "dropped invalid tag value");
-        false
+/// Adds a tag to `section` when AL would accept it and the safelist does
+/// not list it. Returns whether the tag was added. An invalid value is
+/// dropped with a debug log, so the server never rejects it.
+pub fn add_tag(section: &mut Section, name: &str, value: &str, safelist: &Safelist) -> bool {
+    if safelist.is_safelisted(name, value) {
+        tracing::debug!(tag = name, value, "tag value is safelisted");
+        return false;
     }
+    if !is_valid_tag(name, value) {
+        tracing::debug!(tag = name, value, "dropped invalid tag value");
+        return false;
+    }
+    section.add_tag(name, value);
+    true
 }
 
 #[cfg(test)]

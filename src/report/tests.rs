@@ -5,6 +5,19 @@ use crate::assemblyline::BodyFormat;
 
 const SHA: &str = "2db11b8dd647844e7d70448e6d553fdb7f9ba32715f3306d108f3027df5ac0bc";
 
+static EMPTY_SAFELIST: std::sync::LazyLock<Safelist> = std::sync::LazyLock::new(Safelist::empty);
+
+fn input<'a>(analysis: &'a Analysis, iocs: Option<&'a Iocs>) -> ReportInput<'a> {
+    ReportInput {
+        sha256: SHA,
+        analysis,
+        iocs,
+        ttps: &[],
+        sub_analyses: &[],
+        safelist: &EMPTY_SAFELIST,
+    }
+}
+
 fn analysis(value: Value) -> Analysis {
     serde_json::from_value(value).unwrap()
 }
@@ -35,14 +48,7 @@ fn titles(result: &ServiceResult) -> Vec<&str> {
 #[test]
 fn malicious_hit_has_three_sections() {
     let analysis = malicious();
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     assert_eq!(
         titles(&result),
         [
@@ -59,14 +65,7 @@ fn malicious_hit_has_three_sections() {
 #[test]
 fn summary_keeps_verdict_family_and_link() {
     let analysis = malicious();
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     let body = result.sections[0].body.clone().unwrap();
     assert_eq!(
         body,
@@ -78,14 +77,7 @@ fn summary_keeps_verdict_family_and_link() {
 #[test]
 fn report_body_drops_listed_keys() {
     let analysis = malicious();
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     let body = result.sections[1].body.clone().unwrap();
     assert_eq!(
         body,
@@ -99,14 +91,7 @@ fn report_body_drops_listed_keys() {
 #[test]
 fn family_is_tagged_as_implant_and_actor() {
     let analysis = malicious();
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     let tags = &result.sections[1].tags;
     assert_eq!(tags["attribution.implant"], ["ExampleRAT"]);
     assert_eq!(tags["attribution.actor"], ["ExampleRAT"]);
@@ -117,14 +102,7 @@ fn placeholder_families_are_not_tagged() {
     for family in ["Generic Malware", "Not Applicable", "Not Available", ""] {
         let mut analysis = malicious();
         analysis.family_name = Some(family.to_string());
-        let result = build_result(
-            &ReportInput {
-                sha256: SHA,
-                analysis: &analysis,
-                iocs: None,
-            },
-            &ServiceConfig::default(),
-        );
+        let result = build_result(&input(&analysis, None), &ServiceConfig::default());
         assert!(
             result.sections[1].tags.is_empty(),
             "family {family:?} was tagged"
@@ -137,14 +115,7 @@ fn administration_tool_family_is_not_tagged() {
     let mut analysis = malicious();
     analysis.verdict = Some("suspicious".into());
     analysis.sub_verdict = Some("known_administration_tool".into());
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     let report = result
         .sections
         .iter()
@@ -159,14 +130,7 @@ fn trusted_verdict_gives_empty_result() {
     let mut analysis = malicious();
     analysis.verdict = Some("trusted".into());
     analysis.sub_verdict = Some("known_trusted".into());
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     assert!(result.is_empty());
 }
 
@@ -182,14 +146,7 @@ fn network_iocs_become_tagged_lines() {
             {"ioc": "https://beacon.example.com/x", "type": "url"}
         ]
     }));
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: Some(&iocs),
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, Some(&iocs)), &ServiceConfig::default());
     let network = &result.sections[1].children[0];
     assert_eq!(network.title, "Network Communication Observed");
     assert_eq!(network.format, BodyFormat::Text);
@@ -211,14 +168,7 @@ fn unknown_verdict_takes_file_ioc_verdict() {
     analysis.verdict = Some("unknown".into());
     analysis.sub_verdict = Some("no_genes".into());
     let iocs = iocs(json!({"files": [{"sha256": SHA, "verdict": "malicious"}], "network": []}));
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: Some(&iocs),
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, Some(&iocs)), &ServiceConfig::default());
     let report = result
         .sections
         .iter()
@@ -234,14 +184,7 @@ fn black_box_off_scores_nothing_for_intezer_verdicts() {
         use_black_box_verdicts: false,
         ..ServiceConfig::default()
     };
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &config,
-    );
+    let result = build_result(&input(&analysis, None), &config);
     assert_eq!(titles(&result), ["Intezer Results"]);
 }
 
@@ -250,14 +193,7 @@ fn probably_packed_raises_three_and_no_sub_verdict_section() {
     let mut analysis = malicious();
     analysis.verdict = Some("suspicious".into());
     analysis.sub_verdict = Some("probably_packed".into());
-    let result = build_result(
-        &ReportInput {
-            sha256: SHA,
-            analysis: &analysis,
-            iocs: None,
-        },
-        &ServiceConfig::default(),
-    );
+    let result = build_result(&input(&analysis, None), &ServiceConfig::default());
     assert_eq!(
         titles(&result),
         ["Intezer Results", "Intezer analysis report"]
