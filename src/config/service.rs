@@ -51,6 +51,10 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("use_black_box_verdicts", KeyType::Bool),
     ("requests_per_minute", KeyType::Integer),
     ("requests_burst", KeyType::Integer),
+    ("fetch_iocs", KeyType::Bool),
+    ("fetch_ttps", KeyType::Bool),
+    ("fetch_sub_analyses", KeyType::Bool),
+    ("fetch_strings", KeyType::Bool),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -82,6 +86,15 @@ pub struct ServiceConfig {
     /// Intezer requests per minute for this container; 0 means unlimited.
     pub requests_per_minute: u64,
     pub requests_burst: u64,
+    /// Read the analysis's IOCs (network IOCs and file verdicts).
+    pub fetch_iocs: bool,
+    /// Read dynamic TTPs (the "Signatures" section); never on premise.
+    pub fetch_ttps: bool,
+    /// Read sub-analyses with their code reuse and metadata; turning this
+    /// off also stops strings and sub-file downloads.
+    pub fetch_sub_analyses: bool,
+    /// Read the strings of reported sub-analyses.
+    pub fetch_strings: bool,
 }
 
 impl Default for ServiceConfig {
@@ -105,6 +118,10 @@ impl Default for ServiceConfig {
             use_black_box_verdicts: true,
             requests_per_minute: 0,
             requests_burst: 10,
+            fetch_iocs: true,
+            fetch_ttps: true,
+            fetch_sub_analyses: true,
+            fetch_strings: true,
         }
     }
 }
@@ -165,6 +182,10 @@ impl ServiceConfig {
             "try_to_download_every_file" => &mut self.try_to_download_every_file,
             "download_subfiles" => &mut self.download_subfiles,
             "score_administration_tools" => &mut self.score_administration_tools,
+            "fetch_iocs" => &mut self.fetch_iocs,
+            "fetch_ttps" => &mut self.fetch_ttps,
+            "fetch_sub_analyses" => &mut self.fetch_sub_analyses,
+            "fetch_strings" => &mut self.fetch_strings,
             _ => &mut self.use_black_box_verdicts,
         }
     }
