@@ -7,6 +7,7 @@
 
 pub mod ioc_extract;
 pub mod safelist;
+pub mod signatures;
 pub mod tags;
 pub mod verdict;
 
