@@ -5,7 +5,9 @@
 //! with the verdict heuristic, family tags and the network IOCs, then
 //! "Intezer sub-verdict" with heuristics 13 to 19.
 
+pub mod ioc_extract;
 pub mod safelist;
+pub mod signatures;
 pub mod tags;
 pub mod verdict;
 
