@@ -5,7 +5,11 @@
 //! with the verdict heuristic, family tags and the network IOCs, then
 //! "Intezer sub-verdict" with heuristics 13 to 19.
 
+pub mod process_tree;
+pub mod safe_families;
 pub mod safelist;
+pub mod strings;
+pub mod sub_analysis;
 pub mod tags;
 pub mod verdict;
 
