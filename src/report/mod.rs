@@ -6,8 +6,12 @@
 //! "Intezer sub-verdict" with heuristics 13 to 19.
 
 pub mod ioc_extract;
+pub mod process_tree;
+pub mod safe_families;
 pub mod safelist;
 pub mod signatures;
+pub mod strings;
+pub mod sub_analysis;
 pub mod tags;
 pub mod verdict;
 
