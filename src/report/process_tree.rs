@@ -24,14 +24,16 @@ const FILE_NAME_TAG: &str = "dynamic.process.file_name";
 const COMMAND_LINE_TAG: &str = "dynamic.process.command_line";
 const PROCESS_TREE_ID_TAG: &str = "dynamic.processtree_id";
 
-/// Deepest nesting of process nodes in the body. Each node adds two JSON
-/// levels (the node and its `children` array), and serde_json, which AL's
-/// Rust service server parses bodies with, rejects more than 128 levels.
-/// A deeper process starts a new top-level branch instead.
+/// Maximum nesting of process nodes in the body. Each node adds two JSON
+/// levels (the node and its `children` array), and serde_json rejects
+/// input nested more than 128 levels by default, so a deeper process
+/// starts a new top-level branch instead.
+// NOTE: which JSON parser AL's Rust service server uses for section bodies
+// was not checked. The limit keeps the body readable by serde_json.
 const MAX_TREE_DEPTH: usize = 60;
 
-/// The `processes` list of a sub-analysis's extraction info; empty when
-/// the sub-analysis has no extraction info or it has no such list.
+/// Returns the `processes` list of a sub-analysis's extraction info, or
+/// an empty slice when there is no extraction info or no such list.
 pub(crate) fn extraction_processes(sub: &SubAnalysis) -> &[Value] {
     sub.extraction_info
         .as_ref()
@@ -80,13 +82,13 @@ pub fn process_tree_section(subs: &[SubAnalysisReport], safelist: &Safelist) -> 
     Some(section)
 }
 
-/// Normalises a Windows path the way Assemblyline's dynamic-analysis helper
-/// does for process tags, so the same image gets the same
-/// `dynamic.processtree_id` across services: lower-case, then well-known
-/// locations replaced by placeholders (`?sys32`, `?sys64`, `?pf86`,
-/// `?pf64`, `?usrtmp`, `?usr`, `?win`, `?c`). A path that names
-/// `syswow64` or `program files (x86)` is taken to come from a 64-bit
-/// Windows, where `syswow64` holds the 32-bit system files.
+/// Normalises a Windows path as `Process._normalize_path` does in
+/// assemblyline-v4-service (`common/dynamic_service_helper.py`), so the
+/// same image gets the same `dynamic.processtree_id` across services. The
+/// path is lower-cased, then well-known locations become placeholders
+/// (`?sys32`, `?sys64`, `?pf86`, `?pf64`, `?usrtmp`, `?usr`, `?win`, `?c`).
+/// A path that names `syswow64` or `program files (x86)` is taken to come
+/// from a 64-bit Windows, where `syswow64` contains the 32-bit system files.
 pub fn normalize_path(path: &str) -> String {
     static USER_TEMP: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"c:\\users\\[^\\]+\\appdata\\local\\temp\\").expect("valid pattern")
@@ -118,7 +120,7 @@ pub fn normalize_path(path: &str) -> String {
 }
 
 /// Replaces every occurrence of `pattern` when the path starts with it,
-/// which is how Assemblyline applies its fixed-location rules.
+/// as the Assemblyline helper applies its fixed-location rules.
 fn replace_if_prefix(path: &str, pattern: &str, replacement: &str) -> String {
     if path.starts_with(pattern) {
         path.replace(pattern, replacement)
@@ -264,7 +266,7 @@ struct ProcessTree {
 }
 
 impl ProcessTree {
-    /// The PROCESS_TREE body: one node per root, children nested.
+    /// Builds the PROCESS_TREE body: one node per root, children nested.
     fn body(&self, safelist: &Safelist) -> Vec<Value> {
         let mut nodes = Vec::new();
         let mut pending: Vec<i64> = self.roots.clone();
@@ -277,8 +279,8 @@ impl ProcessTree {
         nodes
     }
 
-    /// One node and its children. Children below `MAX_TREE_DEPTH` are put
-    /// on `detached`, to become top-level nodes.
+    /// Builds one node and its children. Children below `MAX_TREE_DEPTH`
+    /// go to `detached` and become top-level nodes.
     fn node(&self, pid: i64, depth: usize, safelist: &Safelist, detached: &mut Vec<i64>) -> Value {
         let process = &self.processes.by_pid[&pid];
         let child_pids = self.children.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
@@ -292,16 +294,16 @@ impl ProcessTree {
                 .collect()
         };
 
-        // AL hides a safelisted branch, so a node is safelisted only when
-        // its image and every child are.
+        // A node is safelisted only when its image and every child are, so
+        // a safelisted node never covers a process that is not.
         let safelisted = safelist.is_safelisted(FILE_NAME_TAG, &process.image)
             && children.iter().all(|child| child["safelisted"] == true);
 
         json!({
             "process_pid": process.pid,
             "process_name": process.image,
-            // AL requires a command line on every node and Intezer reports
-            // none, so the image path stands in for it.
+            // The protocol types `command_line` as a string and Intezer
+            // reports none, so the image path is used in its place.
             "command_line": process.command_line.as_deref().unwrap_or(&process.image),
             "signatures": {},
             "children": children,
@@ -312,8 +314,9 @@ impl ProcessTree {
         })
     }
 
-    /// `dynamic.processtree_id` of each process, in first-seen order: the
-    /// normalised image paths from its root down to it, joined by `|`.
+    /// Lists the `dynamic.processtree_id` of each process, in first-seen
+    /// order: the normalised image paths from its root down to it, joined
+    /// by `|`.
     fn tree_ids(&self) -> Vec<String> {
         let mut tree_ids = Vec::new();
         let mut seen = HashSet::new();
@@ -334,7 +337,8 @@ impl ProcessTree {
     }
 }
 
-/// "Process modules": the modules that differ from their process image.
+/// Builds "Process modules": the modules that differ from their process
+/// image.
 fn modules_section(processes: &ProcessList) -> Option<Section> {
     let rows: Vec<Value> = processes
         .order
@@ -370,7 +374,7 @@ fn string_field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str>
         .filter(|value| !value.is_empty())
 }
 
-/// A pid given as a JSON integer or as a decimal string.
+/// Reads a pid given as a JSON integer or as a decimal string.
 fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Number(number) => number.as_i64(),
@@ -481,7 +485,8 @@ mod tests {
     #[test]
     fn normalize_path_on_64_bit_windows() {
         // `syswow64` elsewhere in the path marks a 64-bit system, where
-        // system32 holds the 64-bit files.
+        // system32 contains the 64-bit files. A prefix rule replaces every
+        // occurrence of its location.
         assert_eq!(
             normalize_path(r"C:\Windows\System32\cmd.exe /c C:\Windows\SysWOW64\a.exe"),
             r"?sys64\cmd.exe /c c:\windows\syswow64\a.exe"

@@ -3,7 +3,7 @@
 //! as "of interest". The names are the ones the Python Intezer service
 //! treats as safe, spelled as Intezer reports them.
 
-/// Administration tools whose code reuse says nothing about intent.
+/// Administration tools whose code reuse is no sign of intent.
 const SAFE_ADMINISTRATION_TOOLS: &[&str] = &[
     "RealVNC",
     "FileZilla Project",
@@ -29,8 +29,9 @@ const SAFE_ADMINISTRATION_TOOLS: &[&str] = &[
 /// Packers that legitimate software uses as often as malware does.
 const SAFE_PACKERS: &[&str] = &["UPX"];
 
-/// Whether `family_name` is a safe family of `family_type`. Names match
-/// exactly, as Intezer spells them; other family types have no safe list.
+/// Returns whether `family_name` is a safe family of `family_type`. Names
+/// match exactly, as Intezer spells them. Other family types have no safe
+/// list.
 pub fn is_safe_family(family_type: &str, family_name: &str) -> bool {
     let safe_names = match family_type {
         "administration_tool" => SAFE_ADMINISTRATION_TOOLS,

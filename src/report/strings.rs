@@ -1,6 +1,6 @@
 //! Strings tables of one sub-analysis: how many of its strings Intezer
 //! attributes to each family, and the strings themselves per software type.
-//! Both raise heuristic 21; strings of ordinary software (`common`) are
+//! Both raise heuristic 21, and strings of ordinary software (`common`) are
 //! left out.
 
 use std::collections::BTreeMap;
@@ -45,7 +45,8 @@ pub fn strings_section(strings: &[StringEntry]) -> Option<Section> {
     Some(summary)
 }
 
-/// One row per group, sorted by name in code-point order, without `common`.
+/// Counts the strings per group, one row per group sorted by name in
+/// code-point order, without `common`.
 fn summary_rows(strings: &[StringEntry]) -> Vec<Value> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for entry in strings {
@@ -58,8 +59,8 @@ fn summary_rows(strings: &[StringEntry]) -> Vec<Value> {
         .collect()
 }
 
-/// One table per software type, in order of first appearance, without
-/// `common`. Rows keep the input order.
+/// Builds one table per software type, in order of first appearance,
+/// without `common`. Rows keep the input order.
 fn detail_sections(strings: &[StringEntry]) -> Vec<Section> {
     let mut software_types: Vec<&str> = Vec::new();
     for entry in strings {
@@ -103,7 +104,8 @@ fn detail_row(entry: &StringEntry) -> Value {
     })
 }
 
-/// The summary group of a string: its first family, else its software type.
+/// Returns the summary group of a string: its first family, else its
+/// software type.
 fn group_name(entry: &StringEntry) -> &str {
     family_names(entry)
         .first()
@@ -111,7 +113,8 @@ fn group_name(entry: &StringEntry) -> &str {
         .unwrap_or_else(|| software_type(entry))
 }
 
-/// Family names in Intezer's order; entries without a name are skipped.
+/// Lists the family names in Intezer's order, skipping entries without a
+/// name.
 fn family_names(entry: &StringEntry) -> Vec<&str> {
     entry
         .families
@@ -129,8 +132,8 @@ fn software_type(entry: &StringEntry) -> &str {
         .unwrap_or(UNKNOWN_SOFTWARE_TYPE)
 }
 
-/// A TABLE section whose column order is set after the rows, so it does
-/// not depend on the key order of any row.
+/// Builds a TABLE section with an explicit column order, so the order
+/// does not depend on the key order of any row.
 fn table(title: impl Into<String>, rows: Vec<Value>, columns: &[&str]) -> Section {
     let mut section = Section::new(title, BodyFormat::Table);
     section.body = Some(Value::Array(rows));

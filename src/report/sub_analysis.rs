@@ -48,8 +48,9 @@ const FAMILY_COLUMNS: &[&str] = &[
     "gene_percentage",
 ];
 
-/// Family types whose code reuse marks a file malicious. Intezer's SDK
-/// counts `malicious_packer` as malicious too.
+/// Family types whose code reuse marks a file malicious. By its name, a
+/// `malicious_packer` is a packer Intezer classes as malicious, so it
+/// counts as malware does.
 const MALICIOUS_FAMILY_TYPES: &[&str] = &["malware", "malicious_packer"];
 
 /// Family types whose code reuse makes a file "of interest", unless the
@@ -62,8 +63,8 @@ const INTERESTING: &str = "interesting";
 /// Extraction method shown for a sub-analysis without a `source`.
 const UNKNOWN_METHOD: &str = "unknown method";
 
-/// What [`sub_analysis_sections`] builds, for the caller to place under
-/// "Intezer analysis report".
+/// Sections built by [`sub_analysis_sections`], for the caller to place
+/// under "Intezer analysis report".
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubAnalysisSections {
     /// One "Subanalysis report for <sha256>[, extracted via <method>]"
@@ -75,19 +76,19 @@ pub struct SubAnalysisSections {
     pub process_tree: Option<Section>,
 }
 
-/// Whether a sub-analysis is reported: it lists extraction-info processes,
-/// or at least one of its code-reuse families reuses more than one gene.
-/// A single reused gene is most likely a false positive, but it no longer
-/// hides the processes of a sub-analysis. The caller fetches metadata and
-/// strings only for reported sub-analyses.
+/// Returns whether a sub-analysis is reported: it lists extraction-info
+/// processes, or at least one of its code-reuse families reuses more than
+/// one gene. A single reused gene is most likely a false positive, but it
+/// does not hide the processes of a sub-analysis. The caller fetches
+/// metadata and strings only for reported sub-analyses.
 pub fn is_reported(sub: &SubAnalysis, code_reuse: Option<&CodeReuse>) -> bool {
     !extraction_processes(sub).is_empty() || code_reuse.is_some_and(has_strong_family)
 }
 
 /// Builds the sections of the reported sub-analyses and applies the family
 /// rules to `verdicts`. An extracted file's section gets the verdict
-/// heuristic of its map entry; the task's own file (`task_sha256`) never
-/// does, because the main section already carries its verdict.
+/// heuristic of its map entry. The section of the task's own file
+/// (`task_sha256`) gets none, because the main section carries its verdict.
 pub fn sub_analysis_sections(
     subs: &[SubAnalysisReport],
     task_sha256: &str,
@@ -116,10 +117,11 @@ pub fn sub_analysis_sections(
     }
 }
 
-/// Sub-analyses whose file the caller may extract, with the extraction
-/// method for the file's description ("static extraction"): reported, not
-/// the task's own file, with a valid SHA-256 (lower-cased), each file once,
-/// in API order.
+/// Lists the files the caller may extract, as (SHA-256, extraction method)
+/// with the method worded for the file's description ("static
+/// extraction"). Only reported sub-analyses count, the task's own file and
+/// invalid SHA-256 values are skipped, and each file appears once, in API
+/// order, with its SHA-256 lower-cased.
 pub fn extraction_candidates(
     subs: &[SubAnalysisReport],
     task_sha256: &str,
@@ -144,8 +146,8 @@ pub fn extraction_candidates(
     candidates
 }
 
-/// "Subanalysis report for …" with its strings, code reuse and family
-/// details.
+/// Builds "Subanalysis report for …" with its strings, code reuse and
+/// family details.
 fn report_section(
     report: &SubAnalysisReport,
     task_sha256: &str,
@@ -182,7 +184,7 @@ fn report_section(
     section
 }
 
-/// `Subanalysis report for <sha256>`, followed by `, extracted via
+/// Formats `Subanalysis report for <sha256>`, followed by `, extracted via
 /// <method>` for every file but the root. A sub-analysis without a SHA-256
 /// is named by the metadata's SHA-256, else by its sub-analysis id.
 fn section_title(report: &SubAnalysisReport) -> String {
@@ -202,8 +204,8 @@ fn section_title(report: &SubAnalysisReport) -> String {
     }
 }
 
-/// The sub-analysis `source` as words: `static_extraction` → `static
-/// extraction`. `None` when Intezer gave no source.
+/// Turns the sub-analysis `source` into words (`static_extraction` →
+/// `static extraction`), or returns `None` when Intezer gave no source.
 fn extraction_method(sub: &SubAnalysis) -> Option<String> {
     sub.source
         .as_deref()
@@ -212,8 +214,8 @@ fn extraction_method(sub: &SubAnalysis) -> Option<String> {
         .map(|source| source.replace('_', " "))
 }
 
-/// "Code reuse detected": the code-reuse report without its families, as
-/// Intezer sent it. `None` when nothing but families is left.
+/// Builds "Code reuse detected": the code-reuse report without its
+/// families, as Intezer sent it. Returns `None` when nothing else is left.
 fn code_reuse_section(code_reuse: &CodeReuse) -> Option<Section> {
     let mut body = Map::new();
     if let Some(gene_count) = &code_reuse.gene_count {
@@ -228,10 +230,10 @@ fn code_reuse_section(code_reuse: &CodeReuse) -> Option<Section> {
     Some(Section::key_value("Code reuse detected", body))
 }
 
-/// "Family Details": one row per family. Heuristic 12 gets one
-/// gene-count signature per malicious family, but only when the
-/// sub-analysis has a family with more than one reused gene, the same
-/// condition as for the family rules. `None` when there are no families.
+/// Builds "Family Details" with one row per family, or returns `None` when
+/// there are no families. Heuristic 12 gets one gene-count signature per
+/// malicious family, but only when a family of the sub-analysis reuses
+/// more than one gene, the same condition as for the family rules.
 fn family_details_section(code_reuse: &CodeReuse) -> Option<Section> {
     if code_reuse.families.is_empty() {
         return None;
@@ -266,9 +268,9 @@ fn family_details_section(code_reuse: &CodeReuse) -> Option<Section> {
     Some(section)
 }
 
-/// A family as a table row: `family_id` left out, `reused_gene_count`
-/// shown as `reused_code_count`, and `gene_percentage` added when both
-/// counts are known and the total is not zero.
+/// Turns a family into a table row: `family_id` is left out,
+/// `reused_gene_count` becomes `reused_code_count`, and `gene_percentage`
+/// is added when both counts are known and the total is not zero.
 fn family_row(family: &Map<String, Value>, total_genes: Option<u64>) -> Map<String, Value> {
     let mut cleaned = clean_key_values(family, &["family_id"]);
     let percentage = match (reused_genes(family), total_genes) {
@@ -289,7 +291,8 @@ fn family_row(family: &Map<String, Value>, total_genes: Option<u64>) -> Map<Stri
     row
 }
 
-/// The known columns that any row has, then other keys in first-seen order.
+/// Lists the known columns that any row has, then other keys in first-seen
+/// order.
 fn column_order(rows: &[Value]) -> Vec<String> {
     let mut columns: Vec<String> = FAMILY_COLUMNS
         .iter()
@@ -304,10 +307,10 @@ fn column_order(rows: &[Value]) -> Vec<String> {
     columns
 }
 
-/// `reused / total × 100` rounded to two decimals and written with at
-/// least one decimal and no trailing zeros: `6.06%`, `25.0%`, `100.0%`.
-/// This matches the Python service's `str(round(x, 2))`, because both
-/// round the exact binary value half to even.
+/// Formats `reused / total × 100` rounded to two decimals, with at least
+/// one decimal and no trailing zeros: `6.06%`, `25.0%`, `100.0%`. Rust's
+/// `{:.2}` and Python's `round(x, 2)` both round the exact binary value
+/// with ties to even, so the text matches the Python service's.
 fn gene_percentage(reused: u64, total: u64) -> String {
     let percentage = reused as f64 / total as f64 * 100.0;
     let mut text = format!("{percentage:.2}");
@@ -317,8 +320,8 @@ fn gene_percentage(reused: u64, total: u64) -> String {
     format!("{text}%")
 }
 
-/// The heuristic 12 signature for a family's reused gene count. The
-/// buckets are fixed; they do not follow `min_malware_genes`.
+/// Picks the heuristic 12 signature for a family's reused gene count. The
+/// buckets are fixed and do not follow `min_malware_genes`.
 fn gene_bucket(genes: u64) -> &'static str {
     match genes {
         0..=4 => "less_than_5",
@@ -369,10 +372,10 @@ fn apply_family_rules(
     }
 }
 
-/// Whether an `interesting` entry would not hide a stronger one: malicious
-/// and suspicious verdicts score higher, `testing` hides Intezer's own
-/// malicious or suspicious verdict, and an entry already of interest
-/// (such as `probably_packed`) is more specific.
+/// Returns whether an `interesting` entry would hide nothing stronger.
+/// Malicious and suspicious verdicts score higher, `testing` replaces
+/// Intezer's own malicious or suspicious verdict, and an entry already of
+/// interest (such as `probably_packed`) is more specific.
 fn may_become_interesting(current: Option<&str>) -> bool {
     current.is_none_or(|verdict| {
         !matches!(
@@ -392,7 +395,8 @@ fn has_strong_family(code_reuse: &CodeReuse) -> bool {
         .any(|family| reused_genes(family).is_some_and(|genes| genes > 1))
 }
 
-/// The sub-analysis SHA-256, trimmed and lower-cased as the map keys are.
+/// Returns the sub-analysis SHA-256, trimmed and lower-cased like the map
+/// keys.
 fn file_sha256(sub: &SubAnalysis) -> Option<String> {
     sub.sha256
         .as_deref()
@@ -423,9 +427,9 @@ fn reused_genes(family: &Map<String, Value>) -> Option<u64> {
     family.get("reused_gene_count").and_then(count)
 }
 
-/// A gene count given as a whole JSON number (`22` or `22.0`) or a decimal
-/// string (`"66"`). Negative, fractional and non-numeric values are not
-/// counts.
+/// Reads a gene count given as a whole JSON number (`22` or `22.0`) or a
+/// decimal string (`"66"`). Negative, fractional and non-numeric values
+/// give `None`.
 fn count(value: &Value) -> Option<u64> {
     match value {
         Value::Number(number) => number.as_u64().or_else(|| {

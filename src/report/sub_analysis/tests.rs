@@ -780,7 +780,7 @@ fn candidates_skip_task_file_and_duplicates() {
 
 // === scenarios ===
 
-/// The sub-analyses of a scenario file, as the caller would fetch them:
+/// Builds the sub-analyses of a scenario file as the caller would fetch them:
 /// code reuse, metadata and strings from the scenario's routes, `None` or
 /// empty where the route fails.
 fn scenario_reports(name: &str) -> Vec<SubAnalysisReport> {
@@ -838,8 +838,8 @@ fn scenario_reports(name: &str) -> Vec<SubAnalysisReport> {
         .collect()
 }
 
-/// A section and its children as (depth, title, body, heuristic id and
-/// signatures), depth-first, the way the Python result lists them.
+/// Appends a section and its children as (depth, title, body, heuristic id
+/// and signatures), depth-first, the way the Python result lists them.
 fn flatten(section: &Section, depth: usize, out: &mut Vec<Value>) {
     let heuristic = section.heuristic.as_ref().map(|heuristic| {
         let signatures: Map<String, Value> = heuristic
