@@ -891,6 +891,285 @@ async fn default_known_malicious_report_is_complete() {
     handle.stop().await;
 }
 
+/// Looks up a file of the known malicious case and returns the client, the
+/// SHA-256 and the analysis path `/analyses/<id>`.
+async fn known_malicious_analysis(handle: &IntezerSimHandle) -> (ApiClient, String, String) {
+    let mut client = ApiClient::new(handle);
+    client.authenticate().await;
+    let sha256 = sha256_hex(&contents_with_verdict(DefaultVerdict::KnownMalicious));
+    let (_, lookup) = status_and_json(client.get(&format!("/files/{sha256}")).await).await;
+    let analysis_id = lookup["result"]["analysis_id"].as_str().unwrap();
+    let analysis = format!("/analyses/{analysis_id}");
+    (client, sha256, analysis)
+}
+
+/// Returns the sub-analysis entry with `source`.
+fn sub_analysis_by_source<'a>(subs: &'a Value, source: &str) -> &'a Value {
+    subs["sub_analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|sub| sub["source"] == source)
+        .unwrap_or_else(|| panic!("no {source} sub-analysis in {subs}"))
+}
+
+/// The malicious TTPs hold one signature per category heuristic (5 to 11),
+/// an unmapped one (4) and a silent one, with every mark kind the service
+/// tags, and they build a Signatures section with an IOC table.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_malicious_ttps_cover_every_mark_kind() {
+    use intezer_dynamic::intezer::Ttp;
+    use intezer_dynamic::report::safelist::Safelist;
+    use intezer_dynamic::report::signatures::signatures_section;
+
+    let handle = start_default(DefaultOptions::default()).await;
+    let (client, _, analysis) = known_malicious_analysis(&handle).await;
+
+    let (status, body) =
+        status_and_json(client.get(&format!("{analysis}/dynamic-ttps")).await).await;
+    assert_eq!(status, 200);
+    let ttps: Vec<Ttp> = serde_json::from_value(body["result"].clone()).unwrap();
+
+    let mark_keys: std::collections::BTreeSet<&str> = ttps
+        .iter()
+        .flat_map(|ttp| ttp.data.iter())
+        .filter_map(|mark| mark.keys().next().map(String::as_str))
+        .collect();
+    for key in [
+        "IP", "command", "cmdline", "file", "regkey", "url", "domain", "api",
+    ] {
+        assert!(mark_keys.contains(key), "no {key} mark in {mark_keys:?}");
+    }
+    assert!(ttps
+        .iter()
+        .any(|ttp| ttp.name == "enumerates_running_processes"));
+
+    let section = signatures_section(&ttps, &Safelist::empty()).unwrap();
+    let heuristics: std::collections::BTreeSet<u32> = section
+        .children
+        .iter()
+        .map(|child| child.heuristic.as_ref().unwrap().heur_id)
+        .collect();
+    assert_eq!(heuristics, (4..=11).collect());
+    let with_ioc_table = section
+        .children
+        .iter()
+        .filter(|child| !child.children.is_empty())
+        .count();
+    assert!(with_ioc_table >= 2, "{section:#?}");
+    handle.stop().await;
+}
+
+/// The malicious analysis has a root, a dynamic_unpacking module with a
+/// three-process tree, and a static_extraction payload whose bytes can be
+/// downloaded and hash to its `sha256`. A second simulator gives the same
+/// ids and hashes.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_malicious_sub_analyses_cover_each_source() {
+    let handle = start_default(DefaultOptions::default()).await;
+    let (client, sha256, analysis) = known_malicious_analysis(&handle).await;
+
+    let (status, subs) =
+        status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
+    assert_eq!(status, 200);
+    let sources: Vec<&str> = subs["sub_analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sub| sub["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["root", "dynamic_unpacking", "static_extraction"]);
+
+    let unpacked = sub_analysis_by_source(&subs, "dynamic_unpacking");
+    let processes = unpacked["extraction_info"]["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 3);
+    let pids: Vec<&Value> = processes.iter().map(|p| &p["process_id"]).collect();
+    let children = processes
+        .iter()
+        .filter(|p| pids.contains(&&p["parent_process_id"]))
+        .count();
+    assert_eq!(children, 2, "two processes have a parent in the list");
+    let injected = processes
+        .iter()
+        .filter(|p| p["process_path"] != p["module_path"])
+        .count();
+    assert_eq!(injected, 1);
+
+    let extracted = sub_analysis_by_source(&subs, "static_extraction");
+    let extracted_sha256 = extracted["sha256"].as_str().unwrap();
+    assert_ne!(extracted_sha256, sha256);
+    let download = client
+        .get(&format!("/files/{extracted_sha256}/download"))
+        .await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        download.headers()["content-disposition"],
+        format!("attachment; filename={extracted_sha256}.sample").as_str()
+    );
+    let bytes = download.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&bytes), extracted_sha256);
+
+    let extracted_id = extracted["sub_analysis_id"].as_str().unwrap();
+    let (status, reuse) = status_and_json(
+        client
+            .get(&format!(
+                "{analysis}/sub-analyses/{extracted_id}/code-reuse"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(reuse["families"][0]["family_type"], "packer");
+    let (_, metadata) = status_and_json(
+        client
+            .get(&format!("{analysis}/sub-analyses/{extracted_id}/metadata"))
+            .await,
+    )
+    .await;
+    assert_eq!(metadata["size_in_bytes"], bytes.len());
+
+    let other = start_default(DefaultOptions::default()).await;
+    let (other_client, _, other_analysis) = known_malicious_analysis(&other).await;
+    assert_eq!(other_analysis, analysis);
+    let (_, other_subs) =
+        status_and_json(other_client.get(&format!("{analysis}/sub-analyses")).await).await;
+    assert_eq!(other_subs, subs);
+    handle.stop().await;
+    other.stop().await;
+}
+
+/// The malicious root reuses at least five malware genes and its metadata
+/// lists indicators.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_malicious_root_has_genes_and_indicators() {
+    let handle = start_default(DefaultOptions::default()).await;
+    let (client, _, analysis) = known_malicious_analysis(&handle).await;
+    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
+    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (_, reuse) = status_and_json(
+        client
+            .get(&format!("{analysis}/sub-analyses/{root_id}/code-reuse"))
+            .await,
+    )
+    .await;
+    let malware_genes = reuse["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|family| family["family_type"] == "malware")
+        .map(|family| family["reused_gene_count"].as_u64().unwrap())
+        .max();
+    assert!(malware_genes >= Some(5), "{reuse}");
+
+    let (_, metadata) = status_and_json(
+        client
+            .get(&format!("{analysis}/sub-analyses/{root_id}/metadata"))
+            .await,
+    )
+    .await;
+    let indicators = metadata["indicators"].as_array().unwrap();
+    assert!(!indicators.is_empty());
+    assert!(indicators
+        .iter()
+        .all(|indicator| indicator["name"].is_string() && indicator["classification"].is_string()));
+    handle.stop().await;
+}
+
+/// The strings operation of the malicious root returns 202 once, then the
+/// strings: some with families, one without, and a common one.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_malicious_root_strings_poll_once() {
+    let handle = start_default(DefaultOptions::default()).await;
+    let (client, _, analysis) = known_malicious_analysis(&handle).await;
+    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
+    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, operation) = status_and_json(
+        client
+            .post(&format!("{analysis}/sub-analyses/{root_id}/strings"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let strings_url = operation["result_url"].as_str().unwrap();
+    let first = status_and_json(client.get(strings_url).await).await;
+    let second = status_and_json(client.get(strings_url).await).await;
+
+    assert_eq!(first, (202, json!({ "status": "in_progress" })));
+    assert_eq!(second.0, 200);
+    assert_eq!(second.1["status"], "succeeded");
+    let entries = second.1["result"]["strings"].as_array().unwrap();
+    let with_families = entries
+        .iter()
+        .filter(|entry| entry.get("families").is_some())
+        .count();
+    let without_families = entries
+        .iter()
+        .filter(|entry| entry.get("families").is_none() && entry["software_type"] != "common")
+        .count();
+    let common = entries
+        .iter()
+        .filter(|entry| entry["software_type"] == "common")
+        .count();
+    assert!(with_families >= 2, "{entries:?}");
+    assert_eq!(without_families, 1, "{entries:?}");
+    assert_eq!(common, 1, "{entries:?}");
+    handle.stop().await;
+}
+
+/// An uploaded file that finishes as malicious has the same report as the
+/// known malicious case, and its extracted payload can be downloaded only
+/// from the simulator that analysed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_uploaded_malicious_file_has_extracted_payload() {
+    let handle = start_default(DefaultOptions {
+        polls_before_finished: 0,
+        ..DefaultOptions::default()
+    })
+    .await;
+    let stranger = start_default(DefaultOptions::default()).await;
+    let mut client = ApiClient::new(&handle);
+    let mut stranger_client = ApiClient::new(&stranger);
+    client.authenticate().await;
+    stranger_client.authenticate().await;
+    let contents = contents_with_verdict(DefaultVerdict::UnknownThenMalicious);
+
+    let (_, created) = status_and_json(client.upload("sample.bin", contents).await).await;
+    let result_url = created["result_url"].as_str().unwrap().to_string();
+    let (status, _) = status_and_json(client.get(&result_url).await).await;
+    assert_eq!(status, 200);
+
+    let (_, subs) = status_and_json(client.get(&format!("{result_url}/sub-analyses")).await).await;
+    let extracted_sha256 = sub_analysis_by_source(&subs, "static_extraction")["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, ttps) = status_and_json(client.get(&format!("{result_url}/dynamic-ttps")).await).await;
+    assert!(ttps["result"].as_array().unwrap().len() >= 8);
+
+    let path = format!("/files/{extracted_sha256}/download");
+    let download = client.get(&path).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        sha256_hex(&download.bytes().await.unwrap()),
+        extracted_sha256
+    );
+    assert_eq!(
+        stranger_client.get(&path).await.status(),
+        StatusCode::NOT_FOUND,
+        "a simulator that never analysed the parent does not know the payload"
+    );
+    handle.stop().await;
+    stranger.stop().await;
+}
+
 /// The trusted case was not executed, so its dynamic TTPs return 404.
 #[tokio::test(flavor = "multi_thread")]
 async fn default_trusted_file_has_no_dynamic_ttps() {

@@ -92,7 +92,7 @@ pub enum IocKind {
 }
 
 impl IocKind {
-    /// The `ioc_type` value of a table row.
+    /// Returns the `ioc_type` value of a table row.
     pub fn as_str(self) -> &'static str {
         match self {
             IocKind::Ip => "ip",
@@ -102,7 +102,7 @@ impl IocKind {
         }
     }
 
-    /// The AL tag an IOC of this kind is added as.
+    /// Returns the name of the AL tag that IOCs of this kind are added as.
     pub fn tag_name(self) -> &'static str {
         match self {
             IocKind::Ip => "network.dynamic.ip",
@@ -355,8 +355,8 @@ fn find_ipv6(text: &str) -> impl Iterator<Item = String> + '_ {
 
 // === helpers ===
 
-/// Whether the characters just before `start` and at `end` are not
-/// `continues`, so the match is not the middle of a longer token.
+/// Checks that neither the character just before `start` nor the one at
+/// `end` is a `continues` character, so the match is a whole token.
 fn is_bounded(text: &str, start: usize, end: usize, continues: fn(char) -> bool) -> bool {
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();

@@ -10,11 +10,11 @@
 //! go into one "IOCs found in signature marks" table under the child.
 //! Silent signatures show no marks and no table.
 //!
-//! Differences from the Python service: a severity outside 1 to 3 and a
-//! mark value that is not a string are handled instead of failing the task,
-//! duplicate mark lines are detected by whole line instead of by substring,
-//! the safelist also applies to the IOC table, and some ATT&CK ids are
-//! corrected (see [`SIGNATURES`]).
+//! This differs from the Python service in four ways. A severity outside 1
+//! to 3 and a mark value that is not a string are handled instead of
+//! failing the task. Duplicate mark lines are found by whole line, not by
+//! substring. The safelist also applies to the IOC table. Some ATT&CK ids
+//! are corrected (see [`SIGNATURES`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
@@ -27,7 +27,7 @@ use super::tags::add_tag;
 use crate::assemblyline::{BodyFormat, Heuristic, Section};
 use crate::intezer::Ttp;
 
-/// Characters of a mark value that are shown or tagged; longer values are
+/// Characters of a mark value that are shown or tagged. Longer values are
 /// cut there and get `...` appended.
 pub const MAX_MARK_VALUE_CHARS: usize = 512;
 
@@ -37,11 +37,12 @@ pub const GENERIC_HEURISTIC: u32 = 4;
 /// Category reported for signatures that are not in [`SIGNATURES`].
 pub const GENERIC_CATEGORY: &str = "Generic";
 
-/// Signatures whose marks are not shown because they list every process
-/// the sample saw, which says nothing on its own.
+/// Signatures whose marks are not shown, because they list every process
+/// the sample saw and are of no use to an analyst on their own.
 const SILENT_SIGNATURES: &[&str] = &["enumerates_running_processes"];
 
-/// What the report does with a signature.
+/// Report settings of one signature: its category, heuristic, ATT&CK ids
+/// and whether its marks are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignatureInfo {
     /// ATT&CK tactic the signature belongs to, or [`GENERIC_CATEGORY`].
@@ -79,7 +80,7 @@ impl Category {
         }
     }
 
-    /// The manifest heuristic raised by signatures of this category.
+    /// Returns the manifest heuristic that signatures of this category raise.
     fn heuristic(self) -> u32 {
         match self {
             Category::CommandAndControl => 5,
@@ -105,9 +106,10 @@ use Category::*;
 ///   T1059.004 is "Unix Shell" and T1059.001 is "PowerShell".
 /// * `office_macro_autoexecution`: T1059.004 → T1059.005, because Office
 ///   macros are VBA, and T1059.005 is "Visual Basic".
-/// * `persistence_autorun_tasks`: T1543 → T1053.005, because these
-///   signatures report scheduled tasks ("Scheduled Task/Job: Scheduled
-///   Task"), while T1543 "Create or Modify System Process" is about services.
+/// * `persistence_autorun_tasks`: T1543 → T1053.005 ("Scheduled Task/Job:
+///   Scheduled Task"), because the name points to Windows scheduled tasks,
+///   while T1543 "Create or Modify System Process" covers services. Intezer
+///   does not document the signature, so this follows from its name.
 const SIGNATURES: &[(&str, Category, &[&str])] = &[
     ("InjectionInterProcess", DefenseEvasion, &["T1055"]),
     (
@@ -189,7 +191,7 @@ pub fn signature_info(name: &str) -> SignatureInfo {
 
 /// Converts an Intezer TTP severity to a signature score: 1 → 10, 2 → 100,
 /// 3 → 250. A severity below 1 or missing scores 10 and one above 3 scores
-/// 250, with a debug log, so an unexpected value never fails the task.
+/// 250, with a debug log, so an unexpected value still gets a score.
 pub fn severity_score(severity: Option<i64>) -> i64 {
     match severity {
         Some(1) => 10,
@@ -266,7 +268,7 @@ fn signature_section(ttp: &Ttp, safelist: &Safelist) -> Section {
 
 // === marks ===
 
-/// What a mark's key says its value is, which decides its tag.
+/// Meaning of a mark's value, read from its key, which decides its tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MarkKind {
     /// `IP`: tagged as `network.dynamic.ip` when the value is a bare IP
@@ -313,8 +315,8 @@ struct MarkReport {
 }
 
 impl MarkReport {
-    /// Tags `section` from one mark, scans it for IOCs when its kind asks
-    /// for it, and adds its line unless the same line is already there.
+    /// Tags `section` from one mark, scans it for IOCs when its kind calls
+    /// for a scan, and adds its line unless the same line is already there.
     /// Only the first key of a mark is read, and a mark with no key or an
     /// empty value is skipped.
     fn add(&mut self, mark: &Map<String, Value>, section: &mut Section, safelist: &Safelist) {
@@ -326,32 +328,37 @@ impl MarkReport {
         };
         // IOCs are scanned in the whole value, and only the line and the
         // tags are cut.
-        let shown = truncate_value(&text);
+        let truncated = truncate_value(&text);
 
         match MarkKind::of_key(key) {
             MarkKind::Ip => {
-                if !add_tag(section, "network.dynamic.ip", &shown, safelist) {
+                if !add_tag(section, "network.dynamic.ip", &truncated, safelist) {
                     self.iocs.extend(extract_iocs(&text));
                 }
             }
             MarkKind::CommandLine => {
-                add_tag(section, "dynamic.process.command_line", &shown, safelist);
+                add_tag(
+                    section,
+                    "dynamic.process.command_line",
+                    &truncated,
+                    safelist,
+                );
                 self.iocs.extend(extract_iocs(&text));
             }
             MarkKind::File => {
-                add_tag(section, "dynamic.process.file_name", &shown, safelist);
+                add_tag(section, "dynamic.process.file_name", &truncated, safelist);
             }
             MarkKind::Url => self.iocs.extend(extract_iocs(&text)),
             MarkKind::RegistryKey => {
-                add_tag(section, "dynamic.registry_key", &shown, safelist);
+                add_tag(section, "dynamic.registry_key", &truncated, safelist);
             }
             MarkKind::Domain => {
-                add_tag(section, "network.dynamic.domain", &shown, safelist);
+                add_tag(section, "network.dynamic.domain", &truncated, safelist);
             }
             MarkKind::Other => {}
         }
 
-        let line = format!("\t{key}: {shown}");
+        let line = format!("\t{key}: {truncated}");
         if self.seen_lines.insert(line.clone()) {
             self.lines.push(line);
         }

