@@ -104,9 +104,23 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
 
+    /// Output per file: `line` (sha256, verdict, score, sections, JSON
+    /// path), `tree` (that line, then the sections with heuristics and tags)
+    /// or `json` (the result or error JSON). Default: `tree` on a terminal,
+    /// else `line`.
+    #[arg(long, value_enum)]
+    pub format: Option<ScanFormat>,
+
     /// Files to scan.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    Line,
+    Tree,
+    Json,
 }
 
 #[derive(Debug, Args)]

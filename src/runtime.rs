@@ -3,7 +3,7 @@
 //! `scan`.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::assemblyline::{
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
 use crate::quota::Limiter;
+use crate::report::safelist::{Safelist, SharedSafelist};
 use crate::telemetry::metrics::metrics;
 
 /// Failure to start or run the service.
@@ -156,12 +157,17 @@ pub async fn serve(
     let concurrency = options.concurrency.max(1);
     let intezer = Arc::new(intezer_client(&config)?);
     let identity = Arc::new(service_identity(&manifest));
+    let safelist = SharedSafelist::default();
+    refresh_safelist(&client, &env.hostname, &safelist).await;
+    keep_safelist_fresh(client.clone(), env.hostname.clone(), safelist.clone());
     let pipeline = Arc::new(Pipeline::start(PipelineSettings {
         config: Arc::new(config),
         identity: identity.clone(),
         param_defaults: vec![manifest.param_defaults.clone(), server_params],
         client: intezer,
         concurrency,
+        file_source: Some((client.clone(), env.hostname.clone())),
+        safelist,
     }));
     let settings = IntakeSettings {
         concurrency,
@@ -210,6 +216,46 @@ fn is_known_base_url(base_url: &str) -> bool {
     )
 }
 
+/// Interval between reads of AL's tag safelist, so changes an analyst makes
+/// reach running containers.
+const SAFELIST_REFRESH: Duration = Duration::from_secs(30 * 60);
+
+/// Reads the safelist from the service server into `safelist`. A failure
+/// keeps the previous one and logs a warning.
+async fn refresh_safelist(
+    client: &ServiceServerClient,
+    container_id: &str,
+    safelist: &SharedSafelist,
+) {
+    match client.safelist(container_id).await {
+        Ok(answer) => match Safelist::from_api(&answer) {
+            Ok(fresh) => {
+                info!(entries = fresh.len(), "tag safelist loaded");
+                safelist.replace(fresh);
+            }
+            Err(err) => warn!(error = %err, "tag safelist ignored"),
+        },
+        Err(err) => warn!(error = %err, "cannot read the tag safelist; keeping the previous one"),
+    }
+}
+
+/// Re-reads the safelist every [`SAFELIST_REFRESH`] for as long as the
+/// actix system runs.
+fn keep_safelist_fresh(
+    client: ServiceServerClient,
+    container_id: String,
+    safelist: SharedSafelist,
+) {
+    actix_rt::spawn(async move {
+        let mut interval = tokio::time::interval(SAFELIST_REFRESH);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            refresh_safelist(&client, &container_id, &safelist).await;
+        }
+    });
+}
+
 /// One local file to scan.
 #[derive(Debug, Clone)]
 pub struct ScanInput {
@@ -223,6 +269,8 @@ pub struct ScanReport {
     pub sha256: String,
     /// The result JSON, or the error JSON, exactly as `serve` would post it.
     pub outcome: ScanOutcome,
+    /// Copies of the extracted sub-files, when an extraction folder is set.
+    pub extracted: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +286,9 @@ pub struct ScanSettings {
     /// Submission parameters set with `--param`.
     pub params: Map<String, Value>,
     pub concurrency: usize,
+    /// Where extracted sub-files are copied as `<sha256>.sample`; `None`
+    /// drops them.
+    pub extract_dir: Option<PathBuf>,
 }
 
 /// Runs the pipeline on local files, as `serve` would on tasks for them.
@@ -255,6 +306,8 @@ pub async fn scan(
         param_defaults: vec![settings.manifest.param_defaults.clone()],
         client: Arc::new(intezer_client(&settings.config)?),
         concurrency,
+        file_source: None,
+        safelist: SharedSafelist::default(),
     }));
     let budget = IntakeSettings {
         concurrency,
@@ -267,6 +320,7 @@ pub async fn scan(
 
     let name = settings.manifest.name.clone();
     let params = settings.params.clone();
+    let extract_dir = settings.extract_dir.clone();
     let reports = futures_util::stream::iter(inputs)
         .map(|input| {
             let (pipeline, identity, name, params) = (
@@ -275,7 +329,19 @@ pub async fn scan(
                 name.clone(),
                 params.clone(),
             );
-            async move { scan_one(&pipeline, &identity, &name, params, input, budget).await }
+            let extract_dir = extract_dir.clone();
+            async move {
+                scan_one(
+                    &pipeline,
+                    &identity,
+                    &name,
+                    params,
+                    input,
+                    budget,
+                    extract_dir.as_deref(),
+                )
+                .await
+            }
         })
         .buffered(concurrency)
         .collect::<Vec<_>>()
@@ -290,6 +356,7 @@ async fn scan_one(
     params: Map<String, Value>,
     input: ScanInput,
     budget: Duration,
+    extract_dir: Option<&Path>,
 ) -> ScanReport {
     let started = Utc::now();
     let deadline = Instant::now() + budget;
@@ -312,6 +379,7 @@ async fn scan_one(
                 path: input.path,
                 sha256: String::new(),
                 outcome: ScanOutcome::Error(failure.to_json("", service_name, identity)),
+                extracted: Vec::new(),
             };
         }
     };
@@ -327,13 +395,35 @@ async fn scan_one(
         service_name,
         params,
     );
-    let outcome = match tokio::time::timeout_at(
-        deadline,
-        pipeline.analyse(&task, &input.path, started, deadline),
-    )
-    .await
-    {
-        Ok(TaskOutcome::Result(result)) => ScanOutcome::Result(result),
+    let work_dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(err) => {
+            let failure = TaskFailure::recoverable(format!("cannot make a working folder: {err}"));
+            return ScanReport {
+                path: input.path,
+                sha256: digest.sha256,
+                outcome: ScanOutcome::Error(failure.to_json(&task.sha256, service_name, identity)),
+                extracted: Vec::new(),
+            };
+        }
+    };
+    let mut extracted = Vec::new();
+    let analysis = pipeline.analyse(&task, &input.path, work_dir.path(), started, deadline);
+    let outcome = match tokio::time::timeout_at(deadline, analysis).await {
+        Ok(TaskOutcome::Result { json, files }) => {
+            if let Some(dir) = extract_dir {
+                for file in files {
+                    let copy = dir.join(&file.name);
+                    match std::fs::copy(&file.path, &copy) {
+                        Ok(_) => extracted.push(copy),
+                        Err(err) => {
+                            warn!(file = %copy.display(), error = %err, "cannot keep extracted file")
+                        }
+                    }
+                }
+            }
+            ScanOutcome::Result(json)
+        }
         Ok(TaskOutcome::Error(failure)) => {
             ScanOutcome::Error(failure.to_json(&task.sha256, service_name, identity))
         }
@@ -349,5 +439,6 @@ async fn scan_one(
         path: input.path,
         sha256: digest.sha256,
         outcome,
+        extracted,
     }
 }

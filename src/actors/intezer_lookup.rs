@@ -1,19 +1,28 @@
 //! IntezerLookup: reads analyses from Intezer.
 //!
 //! Takes [`LookupHash`] (latest analysis of a SHA-256), [`FetchAnalysis`]
-//! (one analysis by id, also used by the AnalysisWatcher to poll) and
-//! [`FetchIocs`]. Each answer is a typed outcome or an [`IntezerError`]. It
+//! (one analysis by id, also used by the AnalysisWatcher to poll),
+//! [`FetchReport`] (IOCs, TTPs, sub-analyses and their details) and
+//! [`DownloadFile`] (a sub-file). Each answer is a typed outcome or an [`IntezerError`]. It
 //! holds only the shared Intezer client, so a restart loses nothing but the
 //! requests in flight, whose senders then see a `StageError`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::stage::{guard, StageError};
-use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError, Iocs};
+use serde_json::Map;
+
+use crate::intezer::{
+    Analysis, AnalysisState, IntezerClient, IntezerError, Iocs, SubAnalysis, Ttp,
+};
+use crate::report::sub_analysis::is_reported;
+use crate::report::SubAnalysisReport;
 
 /// Outcome of a hash lookup.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,17 +53,6 @@ pub struct FetchAnalysis {
 
 impl Message for FetchAnalysis {
     type Result = Result<Result<AnalysisState, IntezerError>, StageError>;
-}
-
-/// Read the IOCs of analysis `analysis_id`. `None` when Intezer has none
-/// (404) or the plan does not include them (403).
-pub struct FetchIocs {
-    pub analysis_id: String,
-    pub deadline: Instant,
-}
-
-impl Message for FetchIocs {
-    type Result = Result<Result<Option<Iocs>, IntezerError>, StageError>;
 }
 
 pub struct IntezerLookup {
@@ -121,19 +119,194 @@ impl Handler<FetchAnalysis> for IntezerLookup {
     }
 }
 
-impl Handler<FetchIocs> for IntezerLookup {
-    type Result = ResponseFuture<<FetchIocs as Message>::Result>;
+/// Which parts of a report to read; each off switch removes its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOptions {
+    pub iocs: bool,
+    pub ttps: bool,
+    pub sub_analyses: bool,
+    pub strings: bool,
+    /// Interval between polls of a strings operation.
+    pub strings_poll: Duration,
+}
 
-    fn handle(&mut self, message: FetchIocs, _: &mut Context<Self>) -> Self::Result {
+/// Read the parts of analysis `analysis_id` that the result shows.
+pub struct FetchReport {
+    pub analysis_id: String,
+    pub options: ReportOptions,
+    pub deadline: Instant,
+}
+
+/// The parts of a report, as far as Intezer has them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportData {
+    /// `None` when Intezer has none (404), the plan lacks them (403), or
+    /// they were not read.
+    pub iocs: Option<Iocs>,
+    pub ttps: Vec<Ttp>,
+    /// Sub-analyses that are reported, with their details.
+    pub sub_analyses: Vec<SubAnalysisReport>,
+}
+
+impl Message for FetchReport {
+    type Result = Result<Result<ReportData, IntezerError>, StageError>;
+}
+
+impl Handler<FetchReport> for IntezerLookup {
+    type Result = ResponseFuture<<FetchReport as Message>::Result>;
+
+    fn handle(&mut self, message: FetchReport, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(guard("IntezerLookup", async move {
-            match client.iocs(&message.analysis_id, message.deadline).await {
-                Ok(iocs) => Ok(Some(iocs)),
-                Err(IntezerError::NotFound { .. })
-                | Err(IntezerError::Forbidden { .. })
-                | Err(IntezerError::InsufficientPermissions { .. }) => Ok(None),
-                Err(err) => Err(err),
+            fetch_report(&client, &message).await
+        }))
+    }
+}
+
+/// Reads IOCs, TTPs and sub-analyses at once. A part the plan or the
+/// analysis does not have (403, 404) is left empty; other failures of those
+/// three fail the report, because the result would silently miss them. A
+/// sub-analysis's code reuse, metadata or strings that cannot be read are
+/// left out of that sub-analysis only.
+async fn fetch_report(
+    client: &IntezerClient,
+    message: &FetchReport,
+) -> Result<ReportData, IntezerError> {
+    let id = message.analysis_id.as_str();
+    let options = message.options;
+    let deadline = message.deadline;
+
+    let iocs = async {
+        if !options.iocs {
+            return Ok(None);
+        }
+        match client.iocs(id, deadline).await {
+            Ok(iocs) => Ok(Some(iocs)),
+            Err(err) if is_absent(&err) => Ok(None),
+            Err(err) => Err(err),
+        }
+    };
+    let ttps = async {
+        if !options.ttps {
+            return Ok(Vec::new());
+        }
+        match client.dynamic_ttps(id, deadline).await {
+            Err(err) if is_absent(&err) => Ok(Vec::new()),
+            other => other,
+        }
+    };
+    let subs = async {
+        if !options.sub_analyses {
+            return Ok(Vec::new());
+        }
+        match client.sub_analyses(id, deadline).await {
+            Err(err) if is_absent(&err) => Ok(Vec::new()),
+            other => other,
+        }
+    };
+    let (iocs, ttps, subs) = futures_util::join!(iocs, ttps, subs);
+    let (iocs, ttps, subs) = (iocs?, ttps?, subs?);
+
+    let details = subs
+        .into_iter()
+        .map(|sub| sub_analysis_details(client, id, sub, options, deadline));
+    let sub_analyses = futures_util::future::join_all(details)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(ReportData {
+        iocs,
+        ttps,
+        sub_analyses,
+    })
+}
+
+/// Reads one sub-analysis's code reuse, then, if it is reported, its
+/// metadata and strings. `None` when it is not reported.
+async fn sub_analysis_details(
+    client: &IntezerClient,
+    analysis_id: &str,
+    sub: SubAnalysis,
+    options: ReportOptions,
+    deadline: Instant,
+) -> Option<SubAnalysisReport> {
+    let sub_id = sub.sub_analysis_id.clone();
+    let code_reuse = match client.code_reuse(analysis_id, &sub_id, deadline).await {
+        Ok(code_reuse) => code_reuse,
+        Err(err) => {
+            debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no code reuse for sub-analysis");
+            None
+        }
+    };
+    if !is_reported(&sub, code_reuse.as_ref()) {
+        return None;
+    }
+    let metadata = async {
+        match client.metadata(analysis_id, &sub_id, deadline).await {
+            Ok(metadata) => metadata,
+            Err(err) => {
+                debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no metadata for sub-analysis");
+                Map::new()
             }
+        }
+    };
+    let strings = async {
+        if !options.strings {
+            return None;
+        }
+        match client
+            .strings(analysis_id, &sub_id, options.strings_poll, deadline)
+            .await
+        {
+            Ok(strings) => Some(strings),
+            Err(err) => {
+                debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no strings for sub-analysis");
+                None
+            }
+        }
+    };
+    let (metadata, strings) = futures_util::join!(metadata, strings);
+    Some(SubAnalysisReport {
+        sub,
+        code_reuse,
+        metadata,
+        strings,
+    })
+}
+
+/// Whether an error means Intezer has no such data for this analysis or
+/// plan, rather than a failure.
+fn is_absent(err: &IntezerError) -> bool {
+    matches!(
+        err,
+        IntezerError::NotFound { .. }
+            | IntezerError::Forbidden { .. }
+            | IntezerError::InsufficientPermissions { .. }
+    )
+}
+
+/// Download file `sha256` from Intezer to `dest`. Each download costs one
+/// file scan of the quota.
+pub struct DownloadFile {
+    pub sha256: String,
+    pub dest: PathBuf,
+    pub deadline: Instant,
+}
+
+impl Message for DownloadFile {
+    type Result = Result<Result<u64, IntezerError>, StageError>;
+}
+
+impl Handler<DownloadFile> for IntezerLookup {
+    type Result = ResponseFuture<<DownloadFile as Message>::Result>;
+
+    fn handle(&mut self, message: DownloadFile, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(guard("IntezerLookup", async move {
+            client
+                .download_file(&message.sha256, &message.dest, message.deadline)
+                .await
         }))
     }
 }

@@ -18,25 +18,42 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::analysis_watcher::{AnalysisWatcher, WatchAnalysis, WatchError, WatchOutcome};
+use super::hasher::HashFile;
 use super::hasher::Hasher;
-use super::intezer_lookup::{FetchAnalysis, FetchIocs, IntezerLookup, LookupHash, LookupOutcome};
+use super::intezer_lookup::{
+    DownloadFile, FetchAnalysis, FetchReport, IntezerLookup, LookupHash, LookupOutcome, ReportData,
+    ReportOptions,
+};
 use super::result_builder::{BuildResult, Findings, ResultBuilder};
 use super::stage::{Stage, StageError};
 use super::submitter::{SubmitFile, Submitted, Submitter};
-use crate::assemblyline::{ServiceIdentity, Task, TaskFailure};
+use crate::assemblyline::result::FileEntry;
+use crate::assemblyline::{
+    ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
+};
 use crate::config::{ServiceConfig, SubmissionParams};
 use crate::intezer::{Analysis, AnalysisState, IntezerClient, IntezerError};
 use crate::report::main_verdict;
+use crate::report::safelist::SharedSafelist;
+use crate::report::sub_analysis::extraction_candidates;
 use crate::telemetry::metrics::metrics;
 
 /// Threads of the Hasher's `SyncArbiter`.
 const HASHER_THREADS: usize = 2;
 
+/// Interval between polls of a strings operation, which Intezer usually
+/// finishes within seconds.
+const STRINGS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The outcome of one task: exactly one of these is posted.
 #[derive(Debug, Clone)]
 pub enum TaskOutcome {
-    /// The result JSON.
-    Result(Value),
+    /// The result JSON and the local copies of the files it extracts, which
+    /// the service server may ask to upload.
+    Result {
+        json: Value,
+        files: Vec<FileEntry>,
+    },
     Error(TaskFailure),
 }
 
@@ -50,6 +67,11 @@ pub struct PipelineSettings {
     pub client: Arc<IntezerClient>,
     /// Tasks in flight at once; sizes the actors' mailboxes.
     pub concurrency: usize,
+    /// The service server and the container id to ask it with, to get
+    /// sub-files from AL before spending Intezer quota on them. `None` for
+    /// `scan`.
+    pub file_source: Option<(ServiceServerClient, String)>,
+    pub safelist: SharedSafelist,
 }
 
 /// The running actors of the pipeline.
@@ -61,6 +83,7 @@ pub struct Pipeline {
     pub builder: Arc<Stage<ResultBuilder>>,
     config: Arc<ServiceConfig>,
     param_defaults: Vec<Map<String, Value>>,
+    file_source: Option<(ServiceServerClient, String)>,
 }
 
 impl Supervised for IntezerLookup {}
@@ -96,9 +119,10 @@ impl Pipeline {
 
         let config = settings.config.clone();
         let identity = settings.identity.clone();
+        let safelist = settings.safelist.clone();
         let builder = Arc::new(Stage::start("ResultBuilder", move || {
-            let (config, identity) = (config.clone(), identity.clone());
-            ResultBuilder::new(config, identity, capacity).start()
+            let (config, identity, safelist) = (config.clone(), identity.clone(), safelist.clone());
+            ResultBuilder::new(config, identity, safelist, capacity).start()
         }));
 
         Pipeline {
@@ -109,6 +133,7 @@ impl Pipeline {
             builder,
             config: settings.config,
             param_defaults: settings.param_defaults,
+            file_source: settings.file_source,
         }
     }
 
@@ -119,12 +144,17 @@ impl Pipeline {
         &self,
         task: &Task,
         file: &Path,
+        work_dir: &Path,
         started: DateTime<Utc>,
         deadline: Instant,
     ) -> TaskOutcome {
-        let findings = match self.find(task, file, deadline).await {
+        let findings = match self.find(task, file, work_dir, deadline).await {
             Ok(findings) => findings,
             Err(failure) => return TaskOutcome::Error(failure),
+        };
+        let files = match &findings {
+            Findings::Analysis { extracted, .. } => extracted.clone(),
+            _ => Vec::new(),
         };
         let message = BuildResult {
             task: task.clone(),
@@ -132,7 +162,7 @@ impl Pipeline {
             started,
         };
         match self.builder.send(message).await {
-            Ok(result) => TaskOutcome::Result(result),
+            Ok(json) => TaskOutcome::Result { json, files },
             Err(err) => TaskOutcome::Error(stage_failure(&err)),
         }
     }
@@ -141,6 +171,7 @@ impl Pipeline {
         &self,
         task: &Task,
         file: &Path,
+        work_dir: &Path,
         deadline: Instant,
     ) -> Result<Findings, TaskFailure> {
         let layers = self
@@ -177,20 +208,136 @@ impl Pipeline {
             .verdicts
             .with_label_values(&[verdict_label(&verdict)])
             .inc();
-        let message = FetchIocs {
+        let config = &self.config;
+        let options = ReportOptions {
+            iocs: config.fetch_iocs,
+            // Dynamic TTPs are not served by on-premise Intezer.
+            ttps: config.fetch_ttps && !config.is_on_premise,
+            sub_analyses: config.fetch_sub_analyses,
+            strings: config.fetch_sub_analyses && config.fetch_strings,
+            strings_poll: STRINGS_POLL_INTERVAL,
+        };
+        let message = FetchReport {
             analysis_id: analysis.analysis_id.clone(),
+            options,
             deadline,
         };
-        let iocs = self
+        let report = self
             .lookup
             .call(message)
             .await
             .map_err(|err| stage_failure(&err))?
-            .map_err(|err| intezer_failure(&err, "reading the analysis IOCs"))?;
+            .map_err(|err| intezer_failure(&err, "reading the analysis report"))?;
+        let (extracted, notes) = self.extract_files(task, &report, work_dir, deadline).await;
         Ok(Findings::Analysis {
             analysis: Box::new(analysis),
-            iocs,
+            report: Box::new(report),
+            extracted,
+            notes,
         })
+    }
+
+    /// Gets the files of the reported sub-analyses, as many as the task's
+    /// `max_files` allows: from AL when it has them, else from Intezer, which
+    /// costs one file scan each. Returns the files and a note for each file
+    /// left out. A failed download never fails the task.
+    async fn extract_files(
+        &self,
+        task: &Task,
+        report: &ReportData,
+        work_dir: &Path,
+        deadline: Instant,
+    ) -> (Vec<FileEntry>, Vec<String>) {
+        let mut files = Vec::new();
+        let mut notes = Vec::new();
+        if !self.config.download_subfiles {
+            return (files, notes);
+        }
+        let candidates = extraction_candidates(&report.sub_analyses, &task.sha256);
+        for (index, (sha256, method)) in candidates.iter().enumerate() {
+            if files.len() as u64 >= task.max_files {
+                notes.push(format!(
+                    "{} sub-files not extracted: the submission allows {} extracted files",
+                    candidates.len() - index,
+                    task.max_files
+                ));
+                break;
+            }
+            let dest = work_dir.join(format!("{sha256}.sample"));
+            match self.fetch_sub_file(sha256, &dest, deadline).await {
+                Ok(source) => {
+                    metrics().extracted_files.with_label_values(&[source]).inc();
+                    files.push(FileEntry {
+                        name: format!("{sha256}.sample"),
+                        sha256: sha256.clone(),
+                        description: format!("Extracted via {method}"),
+                        path: dest,
+                    });
+                }
+                Err(reason) => {
+                    warn!(sha256 = %task.sha256, sub_file = %sha256, reason = %reason, "sub-file not extracted");
+                    notes.push(format!("{sha256} not extracted: {reason}"));
+                    let _ = std::fs::remove_file(&dest);
+                    if !self.config.try_to_download_every_file {
+                        let left = candidates.len() - index - 1;
+                        if left > 0 {
+                            notes.push(format!(
+                                "{left} more sub-files not tried, because try_to_download_every_file is off"
+                            ));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        (files, notes)
+    }
+
+    /// Gets one sub-file into `dest` and checks its SHA-256. Returns where
+    /// it came from (`assemblyline` or `intezer`) or why it could not be had.
+    async fn fetch_sub_file(
+        &self,
+        sha256: &str,
+        dest: &Path,
+        deadline: Instant,
+    ) -> Result<&'static str, String> {
+        let mut source = None;
+        if let Some((client, container_id)) = &self.file_source {
+            match client.download_file(sha256, dest, container_id).await {
+                Ok(_) => source = Some("assemblyline"),
+                Err(ServiceServerError::NotFound { .. }) => {}
+                Err(err) => {
+                    warn!(sub_file = sha256, error = %err, "AL could not serve the sub-file; asking Intezer")
+                }
+            }
+        }
+        if source.is_none() {
+            let message = DownloadFile {
+                sha256: sha256.to_string(),
+                dest: dest.to_path_buf(),
+                deadline,
+            };
+            match self.lookup.call(message).await {
+                Ok(Ok(_)) => source = Some("intezer"),
+                Ok(Err(err)) => return Err(format!("Intezer download failed: {err}")),
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        let digest = self
+            .hasher
+            .send(HashFile {
+                path: dest.to_path_buf(),
+            })
+            .await
+            .map_err(|err| err.to_string())?
+            .map_err(|err| err.to_string())?;
+        if digest.sha256 != sha256 {
+            return Err(format!(
+                "the downloaded file's SHA-256 is {}",
+                digest.sha256
+            ));
+        }
+        source.ok_or_else(|| "no source had the file".to_string())
     }
 
     /// Reads the analysis named by the `analysis_id` parameter and waits for

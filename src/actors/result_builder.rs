@@ -1,8 +1,8 @@
 //! ResultBuilder: renders what the pipeline found into AL result JSON.
 //!
 //! Takes [`BuildResult`] and answers with the JSON posted as `result`. It
-//! holds the service configuration and identity and no per-task state, so a
-//! restart loses only the message being built.
+//! holds the service configuration, identity and the shared safelist, and no
+//! per-task state, so a restart loses only the message being built.
 
 use std::sync::Arc;
 
@@ -10,11 +10,12 @@ use actix::{Actor, Context, Handler, Message, MessageResult};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::assemblyline::result::Milestones;
+use super::intezer_lookup::ReportData;
+use crate::assemblyline::result::{FileEntry, Milestones};
 use crate::assemblyline::{Section, ServiceIdentity, ServiceResult, Task};
 use crate::config::ServiceConfig;
-use crate::intezer::{Analysis, Iocs};
-use crate::report::safelist::Safelist;
+use crate::intezer::Analysis;
+use crate::report::safelist::SharedSafelist;
 use crate::report::{build_result, ReportInput};
 
 /// What the pipeline found for one task.
@@ -23,10 +24,13 @@ pub enum Findings {
     /// Nothing to report: Intezer does not know the file and it was not
     /// submitted, it cannot analyse it, or it trusts it.
     Empty,
-    /// An analysis and its IOCs.
+    /// An analysis, the parts of its report, the sub-files extracted and a
+    /// note for each sub-file that could not be.
     Analysis {
         analysis: Box<Analysis>,
-        iocs: Option<Iocs>,
+        report: Box<ReportData>,
+        extracted: Vec<FileEntry>,
+        notes: Vec<String>,
     },
     /// No analysis, but something the analyst should read.
     Note { title: String, lines: Vec<String> },
@@ -46,6 +50,7 @@ impl Message for BuildResult {
 pub struct ResultBuilder {
     config: Arc<ServiceConfig>,
     identity: Arc<ServiceIdentity>,
+    safelist: SharedSafelist,
     mailbox_capacity: usize,
 }
 
@@ -53,12 +58,50 @@ impl ResultBuilder {
     pub fn new(
         config: Arc<ServiceConfig>,
         identity: Arc<ServiceIdentity>,
+        safelist: SharedSafelist,
         mailbox_capacity: usize,
     ) -> ResultBuilder {
         ResultBuilder {
             config,
             identity,
+            safelist,
             mailbox_capacity,
+        }
+    }
+
+    fn service_result(&self, task: &Task, findings: &Findings) -> ServiceResult {
+        match findings {
+            Findings::Empty => ServiceResult::default(),
+            Findings::Analysis {
+                analysis,
+                report,
+                extracted,
+                notes,
+            } => {
+                let safelist = self.safelist.current();
+                let input = ReportInput {
+                    sha256: &task.sha256,
+                    analysis,
+                    iocs: report.iocs.as_ref(),
+                    ttps: &report.ttps,
+                    sub_analyses: &report.sub_analyses,
+                    safelist: &safelist,
+                };
+                let mut result = build_result(&input, &self.config);
+                if !result.is_empty() {
+                    result.extracted = extracted.clone();
+                    if !notes.is_empty() {
+                        result
+                            .sections
+                            .push(Section::text("Sub-files not extracted", notes));
+                    }
+                }
+                result
+            }
+            Findings::Note { title, lines } => ServiceResult {
+                sections: vec![Section::text(title.clone(), lines)],
+                ..ServiceResult::default()
+            },
         }
     }
 }
@@ -75,25 +118,7 @@ impl Handler<BuildResult> for ResultBuilder {
     type Result = MessageResult<BuildResult>;
 
     fn handle(&mut self, message: BuildResult, _: &mut Context<Self>) -> Self::Result {
-        let result = match &message.findings {
-            Findings::Empty => ServiceResult::default(),
-            Findings::Analysis { analysis, iocs } => {
-                let safelist = Safelist::empty();
-                let input = ReportInput {
-                    sha256: &message.task.sha256,
-                    analysis,
-                    iocs: iocs.as_ref(),
-                    ttps: &[],
-                    sub_analyses: &[],
-                    safelist: &safelist,
-                };
-                build_result(&input, &self.config)
-            }
-            Findings::Note { title, lines } => ServiceResult {
-                sections: vec![Section::text(title.clone(), lines)],
-                ..ServiceResult::default()
-            },
-        };
+        let result = self.service_result(&message.task, &message.findings);
         let milestones = Milestones {
             started: message.started,
             completed: Utc::now(),

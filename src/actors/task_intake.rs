@@ -38,6 +38,7 @@ use super::pipeline::{stage_failure, Pipeline, TaskOutcome};
 use super::stage::guard;
 use crate::assemblyline::{
     ErrorStatus, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
+    UploadableFile,
 };
 use crate::telemetry::metrics::metrics;
 
@@ -334,7 +335,7 @@ async fn run_task(
     }
     shared
         .pipeline
-        .analyse(task, &file, started, deadline)
+        .analyse(task, &file, dir, started, deadline)
         .await
 }
 
@@ -405,10 +406,28 @@ async fn post_outcome(
         .unwrap_or(&shared.identity.name)
         .to_string();
     let failure = match outcome {
-        TaskOutcome::Result(result) => {
+        TaskOutcome::Result {
+            json: result,
+            files,
+        } => {
+            let classification = raw
+                .get("min_classification")
+                .and_then(Value::as_str)
+                .unwrap_or("TLP:C");
+            let uploadable: HashMap<String, UploadableFile> = files
+                .into_iter()
+                .map(|file| {
+                    let upload = UploadableFile {
+                        path: file.path,
+                        classification: classification.to_string(),
+                        is_supplementary: false,
+                    };
+                    (file.sha256, upload)
+                })
+                .collect();
             match shared
                 .client
-                .post_result(raw, &result, &HashMap::new(), container_id)
+                .post_result(raw, &result, &uploadable, container_id)
                 .await
             {
                 Ok(()) => {

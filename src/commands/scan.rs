@@ -12,7 +12,7 @@ use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, Inte
 use intezer_dynamic::simulator::scenario::Scenario;
 
 use super::{config_overrides, run_system, UsageError};
-use crate::cli::ScanArgs;
+use crate::cli::{ScanArgs, ScanFormat};
 
 /// API key sent to the embedded simulator, which accepts any key.
 const SIMULATOR_API_KEY: &str = "simulator-key";
@@ -60,6 +60,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .map(|s| s.config.clone())
         .unwrap_or_default();
     let overrides = config_overrides(&args.set)?;
+    let format = args.format.unwrap_or_else(|| {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            ScanFormat::Tree
+        } else {
+            ScanFormat::Line
+        }
+    });
     let use_simulator = args.simulator || scenario.is_some();
 
     run_system(async move {
@@ -90,11 +98,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             config.api_key = Secret::new(api_key.clone());
         }
 
+        let extract_dir = args.output_dir.as_ref().map(|dir| dir.join("extracted"));
+        if let Some(dir) = &extract_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let settings = ScanSettings {
             manifest,
             config,
             params,
             concurrency: args.concurrency,
+            extract_dir,
         };
         let inputs = files.into_iter().map(|path| ScanInput { path }).collect();
         let reports = runtime::scan(settings, inputs).await?;
@@ -103,7 +117,19 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 Some(dir) => Some(write_report(dir, report)?),
                 None => None,
             };
-            println!("{}", summary_line(report, written.as_deref()));
+            match format {
+                ScanFormat::Line => println!("{}", summary_line(report, written.as_deref())),
+                ScanFormat::Tree => {
+                    println!("{}", summary_line(report, written.as_deref()));
+                    print!("{}", render_tree(report));
+                }
+                ScanFormat::Json => {
+                    let json = match &report.outcome {
+                        ScanOutcome::Result(json) | ScanOutcome::Error(json) => json,
+                    };
+                    println!("{}", serde_json::to_string_pretty(json)?);
+                }
+            }
         }
         if let Some(simulator) = simulator {
             simulator.stop().await;
@@ -176,4 +202,87 @@ pub fn result_summary(json: &Value) -> (String, i64, usize) {
         })
         .unwrap_or_else(|| "none".to_string());
     (verdict, score, sections.len())
+}
+
+/// The result as an indented tree: one line per section with its heuristic
+/// and score, then its tags; extracted files last.
+pub fn render_tree(report: &ScanReport) -> String {
+    let mut out = String::new();
+    let json = match &report.outcome {
+        ScanOutcome::Error(json) => {
+            let message = json
+                .pointer("/response/message")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            out.push_str(&format!("  error: {message}\n"));
+            return out;
+        }
+        ScanOutcome::Result(json) => json,
+    };
+    let sections = json
+        .pointer("/result/sections")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if sections.is_empty() {
+        out.push_str("  (empty result)\n");
+    }
+    for section in &sections {
+        let depth = section.get("depth").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let indent = "  ".repeat(depth + 1);
+        let title = section
+            .get("title_text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let heuristic = match section.get("heuristic").filter(|h| !h.is_null()) {
+            Some(h) => format!(
+                "  [heuristic {} score {}]",
+                h.get("heur_id").map(Value::to_string).unwrap_or_default(),
+                h.get("score").map(Value::to_string).unwrap_or_default()
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!("{indent}{title}{heuristic}\n"));
+        let mut tags = Vec::new();
+        flatten_tags("", section.get("tags").unwrap_or(&Value::Null), &mut tags);
+        for (name, value) in tags {
+            out.push_str(&format!("{indent}    tag {name}: {value}\n"));
+        }
+    }
+    let extracted = json
+        .pointer("/response/extracted")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for file in &extracted {
+        let name = file.get("name").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!("  extracted {name}\n"));
+    }
+    out
+}
+
+/// Flat `name: value` pairs of a nested tags object.
+fn flatten_tags(prefix: &str, tags: &Value, out: &mut Vec<(String, String)>) {
+    match tags {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten_tags(&name, value, out);
+            }
+        }
+        Value::Array(values) => {
+            for value in values {
+                let text = value
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| value.to_string());
+                out.push((prefix.to_string(), text));
+            }
+        }
+        _ => {}
+    }
 }

@@ -15,14 +15,13 @@ pub mod sub_analysis;
 pub mod tags;
 pub mod verdict;
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 use crate::assemblyline::{Heuristic, Section, ServiceResult};
 use crate::config::ServiceConfig;
 use crate::intezer::{Analysis, CodeReuse, Iocs, StringEntry, SubAnalysis, Ttp};
 use safelist::Safelist;
+use sub_analysis::FileVerdicts;
 use tags::add_tag;
 use verdict::{
     apply_black_box, effective_verdict, group, sub_verdict_heuristic, verdict_heuristic,
@@ -106,18 +105,7 @@ pub fn build_result(input: &ReportInput<'_>, config: &ServiceConfig) -> ServiceR
         return ServiceResult::default();
     };
     let analysis = input.analysis.to_json_map();
-
-    let file_verdicts = file_verdicts(input.iocs, config);
-    if matches!(
-        group(&verdict),
-        VerdictGroup::Unknown | VerdictGroup::Testing
-    ) {
-        if let Some(found) = file_verdicts.get(input.sha256) {
-            if !matches!(group(found), VerdictGroup::Unknown | VerdictGroup::Testing) {
-                verdict = found.clone();
-            }
-        }
-    }
+    let mut verdicts = file_verdicts(input.iocs, config);
 
     let mut sections = vec![summary_section(&analysis)];
 
@@ -132,6 +120,34 @@ pub fn build_result(input: &ReportInput<'_>, config: &ServiceConfig) -> ServiceR
     {
         report.children.push(network);
     }
+    if let Some(signatures) = signatures::signatures_section(input.ttps, input.safelist) {
+        report.children.push(signatures);
+    }
+    let subs = sub_analysis::sub_analysis_sections(
+        input.sub_analyses,
+        input.sha256,
+        &mut verdicts,
+        config,
+        input.safelist,
+    );
+    report.children.extend(subs.sections);
+    if let Some(tree) = subs.process_tree {
+        report.children.push(tree);
+    }
+
+    // Intezer's verdict for the file may be "unknown" while its IOCs or its
+    // code reuse say more; the file's own entry then decides.
+    if matches!(
+        group(&verdict),
+        VerdictGroup::Unknown | VerdictGroup::Testing
+    ) {
+        if let Some(found) = verdicts.get(input.sha256) {
+            if !matches!(group(found), VerdictGroup::Unknown | VerdictGroup::Testing) {
+                verdict = found.clone();
+            }
+        }
+    }
+
     report.heuristic =
         verdict_heuristic(&verdict, config.score_administration_tools).map(Heuristic::new);
     if report.heuristic.is_some() || !report.children.is_empty() {
@@ -194,8 +210,8 @@ fn add_family_tags(section: &mut Section, analysis: &Analysis, verdict: &str, sa
 
 /// SHA-256 → verdict for every file Intezer's IOCs list. With black-box
 /// verdicts off, malicious and suspicious entries become `testing`.
-fn file_verdicts(iocs: Option<&Iocs>, config: &ServiceConfig) -> HashMap<String, String> {
-    let mut verdicts = HashMap::new();
+fn file_verdicts(iocs: Option<&Iocs>, config: &ServiceConfig) -> FileVerdicts {
+    let mut verdicts = FileVerdicts::new();
     for file in iocs.map(|iocs| iocs.files.as_slice()).unwrap_or_default() {
         if let (Some(sha256), Some(verdict)) = (&file.sha256, &file.verdict) {
             verdicts.insert(

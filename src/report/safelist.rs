@@ -2,6 +2,7 @@
 //! from `GET /api/v1/safelist/`. A safelisted value is never tagged.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -98,6 +99,28 @@ impl Safelist {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The current safelist, shared by the service and replaced whenever it is
+/// read again from the service server.
+#[derive(Debug, Clone, Default)]
+pub struct SharedSafelist(Arc<RwLock<Arc<Safelist>>>);
+
+impl SharedSafelist {
+    /// The safelist in force now.
+    pub fn current(&self) -> Arc<Safelist> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, safelist: Safelist) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(safelist);
     }
 }
 

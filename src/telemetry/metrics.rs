@@ -26,6 +26,8 @@ pub struct Metrics {
     pub submissions: IntCounterVec,
     /// Labels: `verdict` = the verdict after the verdict rules, or `none`.
     pub verdicts: IntCounterVec,
+    /// Labels: `source` = assemblyline, intezer.
+    pub extracted_files: IntCounterVec,
     ready: AtomicBool,
 }
 
@@ -109,6 +111,12 @@ impl Metrics {
                 "verdicts_total",
                 "Results posted, by verdict.",
                 &["verdict"],
+            ),
+            extracted_files: counter_vec(
+                &registry,
+                "extracted_files_total",
+                "Sub-files extracted, by where they came from.",
+                &["source"],
             ),
             tasks_received,
             tasks_in_flight,

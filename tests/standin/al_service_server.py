@@ -766,7 +766,8 @@ class ServiceServerHandler(BaseHTTPRequestHandler):
             if spoil:
                 self.sim.spoiled.add(sha256)
         if data is None:
-            return self.reject(404, "The file was not found in the system.", {}, f"file {sha256} not found")
+            # A service may ask for any file, so a miss is not a protocol error.
+            return self.answer({}, 404, "The file was not found in the system.")
         if spoil:
             data = bytes([data[0] ^ 0xFF]) + data[1:] if data else b"\0"
         self.send(200, data, "application/octet-stream",

@@ -480,14 +480,16 @@ fn handle_download_file(state: &SharedState, request: &HttpRequest, sha256: &str
             "{sha256:?} is not a SHA-256 in 64 lowercase hex digits"
         )));
     }
-    let bytes = state.download(sha256).ok_or_else(|| {
-        Rejection::new(
+    // A service may ask for any file (sub-files before downloading them
+    // elsewhere), so a miss is a normal answer, not a protocol error.
+    let Some(bytes) = state.download(sha256) else {
+        debug!(sha256, "file not found");
+        return Ok(envelope(
             StatusCode::NOT_FOUND,
+            json!({}),
             "The file was not found in the system.",
-        )
-        .with_response(json!({}))
-        .with_reason(format!("file {sha256} not found"))
-    })?;
+        ));
+    };
 
     debug!(sha256, size = bytes.len(), "file downloaded");
     Ok(HttpResponse::Ok()
