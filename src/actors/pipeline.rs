@@ -274,11 +274,15 @@ impl Pipeline {
                         path: dest,
                     });
                 }
-                Err(reason) => {
+                Err(failure) => {
+                    let reason = &failure.reason;
                     warn!(sha256 = %task.sha256, sub_file = %sha256, reason = %reason, "sub-file not extracted");
                     notes.push(format!("{sha256} not extracted: {reason}"));
                     let _ = std::fs::remove_file(&dest);
-                    if !self.config.try_to_download_every_file {
+                    // A file Intezer does not have says nothing about the
+                    // next one; any other failure (a plan without downloads,
+                    // the quota) would repeat, so the rest are skipped.
+                    if !failure.not_available && !self.config.try_to_download_every_file {
                         let left = candidates.len() - index - 1;
                         if left > 0 {
                             notes.push(format!(
@@ -300,7 +304,7 @@ impl Pipeline {
         sha256: &str,
         dest: &Path,
         deadline: Instant,
-    ) -> Result<&'static str, String> {
+    ) -> Result<&'static str, SubFileFailure> {
         let mut source = None;
         if let Some((client, container_id)) = &self.file_source {
             match client.download_file(sha256, dest, container_id).await {
@@ -319,8 +323,15 @@ impl Pipeline {
             };
             match self.lookup.call(message).await {
                 Ok(Ok(_)) => source = Some("intezer"),
-                Ok(Err(err)) => return Err(format!("Intezer download failed: {err}")),
-                Err(err) => return Err(err.to_string()),
+                Ok(Err(err)) => {
+                    let not_available = matches!(err, IntezerError::NotFound { .. });
+                    let reason = format!("Intezer download failed: {err}");
+                    return Err(SubFileFailure {
+                        reason,
+                        not_available,
+                    });
+                }
+                Err(err) => return Err(SubFileFailure::other(err.to_string())),
             }
         }
         let digest = self
@@ -329,15 +340,13 @@ impl Pipeline {
                 path: dest.to_path_buf(),
             })
             .await
-            .map_err(|err| err.to_string())?
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| SubFileFailure::other(err.to_string()))?
+            .map_err(|err| SubFileFailure::other(err.to_string()))?;
         if digest.sha256 != sha256 {
-            return Err(format!(
-                "the downloaded file's SHA-256 is {}",
-                digest.sha256
-            ));
+            let reason = format!("the downloaded file's SHA-256 is {}", digest.sha256);
+            return Err(SubFileFailure::other(reason));
         }
-        source.ok_or_else(|| "no source had the file".to_string())
+        source.ok_or_else(|| SubFileFailure::other("no source had the file".to_string()))
     }
 
     /// Reads the analysis named by the `analysis_id` parameter and waits for
@@ -482,6 +491,22 @@ impl Pipeline {
             Err(WatchError::Intezer(err)) => Err(intezer_failure(&err, "waiting for the analysis")),
             Err(WatchError::Stage(err)) => Err(stage_failure(&err)),
             Err(err @ WatchError::WatcherStopped) => Err(TaskFailure::recoverable(err.to_string())),
+        }
+    }
+}
+
+/// Why a sub-file could not be extracted.
+struct SubFileFailure {
+    reason: String,
+    /// Intezer answered that it does not have the file (HTTP 404).
+    not_available: bool,
+}
+
+impl SubFileFailure {
+    fn other(reason: String) -> SubFileFailure {
+        SubFileFailure {
+            reason,
+            not_available: false,
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let task_count = files.len();
         let mut options = ServiceServerOptions {
             files,
+            ask_missing_files: true,
             ..ServiceServerOptions::default()
         };
         options.config_overrides = json!({
@@ -164,14 +165,23 @@ pub fn sim_file(path: &Path) -> anyhow::Result<SimFile> {
 
 fn print_table(report: &SimReport, paths: &[PathBuf]) {
     println!(
-        "{:<64}  {:<16}  {:>6}  {:<22}  file",
+        "{:<64}  {:<16}  {:>6}  {:<34}  file",
         "sha256", "verdict", "score", "outcome"
     );
     for completion in &report.completions {
         let (verdict, score, outcome) = match completion.kind {
             CompletionKind::Result => {
                 let (verdict, score, sections) = result_summary(&completion.body);
-                (verdict, score, format!("result, {sections} sections"))
+                let extracted = completion
+                    .body
+                    .pointer("/response/extracted")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                (
+                    verdict,
+                    score,
+                    format!("result, {sections} sections, {extracted} extracted"),
+                )
             }
             CompletionKind::Error => {
                 let status = completion
@@ -192,7 +202,7 @@ fn print_table(report: &SimReport, paths: &[PathBuf]) {
             .map(|path| path.display().to_string())
             .unwrap_or_default();
         println!(
-            "{:<64}  {:<16}  {:>6}  {:<22}  {file}",
+            "{:<64}  {:<16}  {:>6}  {:<34}  {file}",
             completion.sha256, verdict, score, outcome
         );
     }
