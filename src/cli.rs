@@ -46,8 +46,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Tasks processed at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    /// Tasks processed at once (at least 1).
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16, value_parser = at_least_one)]
     pub concurrency: usize,
 
     /// Address of the metrics and health endpoints.
@@ -100,8 +100,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// Files scanned at once.
-    #[arg(long, default_value_t = 4)]
+    /// Files scanned at once (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub concurrency: usize,
 
     /// Output per file: `line` (sha256, verdict, score, sections, JSON
@@ -175,12 +175,20 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// Tasks processed at once.
-    #[arg(long, default_value_t = 8)]
+    /// Tasks processed at once (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     pub concurrency: usize,
 
     /// Files to analyse; default: this binary and a few programs from
     /// /usr/bin.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+/// Parses a count that must be at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
 }

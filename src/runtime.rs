@@ -34,7 +34,7 @@ pub enum RuntimeError {
     ServiceServer(#[from] ServiceServerError),
     #[error(transparent)]
     Intezer(#[from] IntezerError),
-    #[error("cannot serve metrics on {addr}: {message}")]
+    #[error("cannot serve metrics on {addr}: {message}; choose another address with --metrics-addr or METRICS_ADDR")]
     Metrics {
         addr: std::net::SocketAddr,
         message: String,
@@ -107,13 +107,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeExit, RuntimeError> {
     let manifest = load_manifest(&env, options.manifest_text.as_deref())?;
-    if let Some(addr) = options.metrics_addr {
-        let bound = crate::telemetry::server::start(addr).map_err(|err| RuntimeError::Metrics {
-            addr,
-            message: err.to_string(),
-        })?;
-        info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    }
     let identity = Identity {
         service_name: manifest.name.clone(),
         service_version: manifest.version.clone(),
@@ -133,6 +126,13 @@ pub async fn serve(
         return Ok(ServeExit::Registered {
             keep_alive: registration.keep_alive,
         });
+    }
+    if let Some(addr) = options.metrics_addr {
+        let bound = crate::telemetry::server::start(addr).map_err(|err| RuntimeError::Metrics {
+            addr,
+            message: err.to_string(),
+        })?;
+        info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     }
 
     let server_config = registration
@@ -154,6 +154,14 @@ pub async fn serve(
         warn!(base_url = %config.base_url, "base_url is not an Intezer cloud URL but is_on_premise is false");
     }
 
+    if let Err(err) = tempfile::tempdir_in(&env.tasking_dir) {
+        return Err(ConfigError::InvalidEnvironment {
+            name: "TASKING_DIR",
+            value: format!("{} ({err})", env.tasking_dir.display()),
+            expected: "a folder where the service may create task folders",
+        }
+        .into());
+    }
     let concurrency = options.concurrency.max(1);
     let intezer = Arc::new(intezer_client(&config)?);
     let identity = Arc::new(service_identity(&manifest));
@@ -180,7 +188,9 @@ pub async fn serve(
         concurrency,
         timeout_seconds = timeout,
         budget_seconds = settings.task_budget().as_secs(),
-        task_limit = ?env.task_limit,
+        task_limit = env
+            .task_limit
+            .map_or_else(|| "none".to_string(), |limit| limit.to_string()),
         "taking tasks"
     );
     let intake = TaskIntake::start(client, pipeline, identity, settings);

@@ -82,12 +82,22 @@ struct Replay {
 
 /// Runs one scenario the way `scan --scenario FILE` does.
 async fn replay(path: &Path) -> Replay {
+    replay_with(path, &[]).await
+}
+
+/// Runs one scenario with configuration overrides, like `--set`.
+async fn replay_with(path: &Path, overrides: &[(&str, Value)]) -> Replay {
     let scenario = Scenario::load(path).unwrap();
     let sample = scenario.sample_path().expect("scenario names a sample");
     let env = common::environment(&[]);
     let manifest = runtime::load_manifest(&env, None).unwrap();
     assert_eq!(env.service_tag, DEFAULT_SERVICE_TAG);
-    let mut config = ServiceConfig::from_layers([&manifest.config, &scenario.config]).unwrap();
+    let overrides: serde_json::Map<String, Value> = overrides
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.clone()))
+        .collect();
+    let mut config =
+        ServiceConfig::from_layers([&manifest.config, &scenario.config, &overrides]).unwrap();
     let params = scenario.submission_params.clone();
     let simulator = IntezerSimulator::start(IntezerBehaviour::Scenario(scenario), 0)
         .await
@@ -302,4 +312,45 @@ async fn network_iocs_are_tagged() {
         .as_str()
         .unwrap()
         .contains("IOC: https://beacon.example.com/api/v1/ping"));
+}
+
+/// Whether a request path belongs to one family of calls.
+type CallFilter = fn(&str) -> bool;
+
+/// Each fetch switch turned off removes exactly its calls.
+#[actix_rt::test]
+async fn fetch_switches_remove_their_calls() {
+    let scenario = common::fixtures().join("scenarios/17_strings_results.json");
+    let all = replay(&scenario).await;
+    let cases: [(&str, CallFilter); 4] = [
+        ("fetch_iocs", |path| path.ends_with("/iocs")),
+        ("fetch_ttps", |path| path.ends_with("/dynamic-ttps")),
+        ("fetch_sub_analyses", |path| path.contains("/sub-analyses")),
+        ("fetch_strings", |path| path.contains("/strings")),
+    ];
+    for (switch, is_its_call) in cases {
+        assert!(
+            all.calls.iter().any(|c| is_its_call(&c.path)),
+            "{switch}: the scenario makes such calls"
+        );
+        let without = replay_with(&scenario, &[(switch, Value::Bool(false))]).await;
+        assert!(
+            !without.calls.iter().any(|c| is_its_call(&c.path)),
+            "{switch}=false still calls"
+        );
+        let others_before = all.calls.iter().filter(|c| !is_its_call(&c.path)).count();
+        let others_after = without
+            .calls
+            .iter()
+            .filter(|c| !is_its_call(&c.path))
+            .count();
+        assert_eq!(
+            others_before, others_after,
+            "{switch}=false changed other calls"
+        );
+        assert!(
+            matches!(without.outcome, ScanOutcome::Result(_)),
+            "{switch}=false still gives a result"
+        );
+    }
 }

@@ -41,6 +41,9 @@ use crate::telemetry::metrics::metrics;
 /// Threads of the Hasher's `SyncArbiter`.
 const HASHER_THREADS: usize = 2;
 
+/// Time kept between the end of an analysis wait and the task deadline.
+const WAIT_MARGIN: Duration = Duration::from_secs(2);
+
 /// Interval between polls of a strings operation, which Intezer usually
 /// finishes within seconds.
 const STRINGS_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -472,7 +475,9 @@ impl Pipeline {
         let message = WatchAnalysis {
             analysis_id: analysis_id.to_string(),
             poll_interval: Duration::from_secs(self.config.polling_period_in_seconds.max(1)),
-            wait_until: limit.min(deadline),
+            // Stop waiting a little before the deadline, so the task is
+            // answered with the analysis id instead of a bare timeout.
+            wait_until: limit.min(deadline - WAIT_MARGIN),
         };
         let outcome = self
             .watcher

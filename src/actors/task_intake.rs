@@ -31,7 +31,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::hasher::HashFile;
 use super::pipeline::{stage_failure, Pipeline, TaskOutcome};
@@ -247,7 +247,7 @@ async fn run_slot(slot: usize, shared: &Shared) {
     let container_id = shared.settings.container_id(slot);
     while !shared.stopping.load(Ordering::SeqCst) {
         if !shared.reserve() {
-            info!(slot, "task limit reached; slot stops");
+            debug!(slot, "task limit reached; slot stops");
             break;
         }
         // A poll in flight is not aborted on stop: the server may already

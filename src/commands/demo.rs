@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use intezer_dynamic::config::environment::DEFAULT_SERVICE_API_KEY;
 use intezer_dynamic::config::Environment;
 use intezer_dynamic::runtime::{self, ServeOptions};
-use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
+use intezer_dynamic::simulator::intezer::{
+    DefaultOptions, IntezerBehaviour, IntezerSimulator, RecordedCall,
+};
 use intezer_dynamic::simulator::service_server::{
     CompletionKind, ServiceServerOptions, ServiceServerSimulator, SimFile, SimReport,
 };
@@ -98,7 +100,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         runtime::serve(env, options, std::future::pending()).await?;
 
         let report = server.wait_until_all_completed(COMPLETION_WAIT).await;
-        print_table(&report, &paths);
+        let submitted = submitted_hashes(&intezer.calls());
+        print_table(&report, &paths, &submitted);
         if let Some(dir) = &args.output_dir {
             write_outputs(dir, &report)?;
         }
@@ -163,10 +166,21 @@ pub fn sim_file(path: &Path) -> anyhow::Result<SimFile> {
     })
 }
 
-fn print_table(report: &SimReport, paths: &[PathBuf]) {
+/// SHA-256 of every file uploaded to the Intezer simulator.
+fn submitted_hashes(calls: &[RecordedCall]) -> Vec<String> {
+    calls
+        .iter()
+        .flat_map(|call| call.form_fields.iter())
+        .filter(|(name, _)| name == "file")
+        .filter_map(|(_, value)| value.split("sha256 ").nth(1))
+        .map(|hash| hash.trim_end_matches(')').to_string())
+        .collect()
+}
+
+fn print_table(report: &SimReport, paths: &[PathBuf], submitted: &[String]) {
     println!(
-        "{:<64}  {:<16}  {:>6}  {:<34}  file",
-        "sha256", "verdict", "score", "outcome"
+        "{:<64}  {:<10}  {:<16}  {:>6}  {:<34}  file",
+        "sha256", "intezer", "verdict", "score", "outcome"
     );
     for completion in &report.completions {
         let (verdict, score, outcome) = match completion.kind {
@@ -201,11 +215,20 @@ fn print_table(report: &SimReport, paths: &[PathBuf]) {
             })
             .map(|path| path.display().to_string())
             .unwrap_or_default();
+        let intezer = if submitted.contains(&completion.sha256) {
+            "submitted"
+        } else {
+            "known"
+        };
         println!(
-            "{:<64}  {:<16}  {:>6}  {:<34}  {file}",
-            completion.sha256, verdict, score, outcome
+            "{:<64}  {:<10}  {:<16}  {:>6}  {:<34}  {file}",
+            completion.sha256, intezer, verdict, score, outcome
         );
     }
+    println!(
+        "intezer: known = found by hash lookup, submitted = uploaded and polled until the analysis \
+         finished; verdict none = empty result (Intezer trusts the file)"
+    );
     println!(
         "{} tasks handed out, {} answered, {} lost, {} answered twice",
         report.tasks_handed_out,

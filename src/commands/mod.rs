@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use intezer_dynamic::config::service::parse_override;
 use intezer_dynamic::config::ConfigError;
+use intezer_dynamic::intezer::IntezerError;
 use intezer_dynamic::runtime::RuntimeError;
 
 /// A usage or configuration error: exit status 2.
@@ -22,7 +23,7 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
         || err.downcast_ref::<ConfigError>().is_some()
         || matches!(
             err.downcast_ref::<RuntimeError>(),
-            Some(RuntimeError::Config(_))
+            Some(RuntimeError::Config(_)) | Some(RuntimeError::Intezer(IntezerError::Config(_)))
         );
     if usage {
         2

@@ -103,6 +103,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        if !use_simulator && config.require_api_key().is_err() {
+            return Err(UsageError(
+                "no Intezer API key: pass --api-key KEY or set INTEZER_API_KEY (the manifest's \
+                 placeholder sample_api_key is not accepted), or use --simulator"
+                    .to_string(),
+            )
+            .into());
+        }
         let settings = ScanSettings {
             manifest,
             config,
@@ -154,28 +162,37 @@ fn write_report(dir: &Path, report: &ScanReport) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// One line per file: sha256, verdict, score, number of sections, and
-/// where the JSON went.
+/// One line per file: sha256, path, then the verdict, score and number of
+/// sections of a result, or the status and message of an error, and where
+/// the JSON went when it was written.
 pub fn summary_line(report: &ScanReport, written: Option<&Path>) -> String {
-    let (verdict, score, sections) = match &report.outcome {
-        ScanOutcome::Result(json) => result_summary(json),
+    let sha256 = if report.sha256.is_empty() {
+        "-".to_string()
+    } else {
+        report.sha256.clone()
+    };
+    let file = report.path.display();
+    let mut line = match &report.outcome {
+        ScanOutcome::Result(json) => {
+            let (verdict, score, sections) = result_summary(json);
+            format!("{sha256}  {file}  verdict={verdict}  score={score}  sections={sections}")
+        }
         ScanOutcome::Error(json) => {
             let status = json
                 .pointer("/response/status")
                 .and_then(Value::as_str)
                 .unwrap_or("error");
-            (format!("error:{status}"), 0, 0)
+            let message = json
+                .pointer("/response/message")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            format!("{sha256}  {file}  error={status}  message={message:?}")
         }
     };
-    let target = written
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "-".to_string());
-    let sha256 = if report.sha256.is_empty() {
-        report.path.display().to_string()
-    } else {
-        report.sha256.clone()
-    };
-    format!("{sha256}  verdict={verdict}  score={score}  sections={sections}  json={target}")
+    if let Some(path) = written {
+        line.push_str(&format!("  json={}", path.display()));
+    }
+    line
 }
 
 /// Verdict, score and section count of a result JSON. The verdict comes

@@ -32,6 +32,15 @@ pub struct Environment {
     pub service_tag: String,
 }
 
+/// Reads a boolean environment value: true, false, 1, 0, yes or no.
+fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// The service-server key the reference client uses when none is set.
 pub const DEFAULT_SERVICE_API_KEY: &str = "ThisIsARandomAuthKey...ChangeMe!";
 
@@ -80,17 +89,33 @@ impl Environment {
             Some(path) => Some(PathBuf::from(path)),
             None => Some(PathBuf::from(AL_ROOT_CA_PATH)).filter(|path| path.exists()),
         };
+        let service_api_host = text("SERVICE_API_HOST")
+            .unwrap_or_else(|| "http://localhost:5003".to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let host_is_url = url::Url::parse(&service_api_host)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        if !host_is_url {
+            return Err(ConfigError::InvalidEnvironment {
+                name: "SERVICE_API_HOST",
+                value: service_api_host,
+                expected: "an http or https URL such as http://al-service-server:5003",
+            });
+        }
         Ok(Environment {
-            service_api_host: text("SERVICE_API_HOST")
-                .unwrap_or_else(|| "http://localhost:5003".to_string())
-                .trim_end_matches('/')
-                .to_string(),
+            service_api_host,
             service_api_key: Secret::new(
                 text("SERVICE_API_KEY").unwrap_or_else(|| DEFAULT_SERVICE_API_KEY.to_string()),
             ),
             hostname: text("HOSTNAME").unwrap_or_else(|| "dev-service".to_string()),
-            register_only: text("REGISTER_ONLY")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            register_only: match text("REGISTER_ONLY") {
+                None => false,
+                Some(value) => parse_flag(&value).ok_or(ConfigError::InvalidEnvironment {
+                    name: "REGISTER_ONLY",
+                    value,
+                    expected: "true or false",
+                })?,
+            },
             task_request_timeout: seconds("TASK_REQUEST_TIMEOUT", 30)?,
             file_request_timeout: seconds("FILE_REQUEST_TIMEOUT", 180)?,
             task_limit,
@@ -154,6 +179,21 @@ mod tests {
         let err = env(&[("AL_SERVICE_TASK_LIMIT", "many")]).unwrap_err();
         assert!(err.to_string().contains("AL_SERVICE_TASK_LIMIT"));
         assert!(err.to_string().contains("many"));
+    }
+
+    #[test]
+    fn register_only_accepts_usual_flags() {
+        assert!(env(&[("REGISTER_ONLY", "1")]).unwrap().register_only);
+        assert!(!env(&[("REGISTER_ONLY", "False")]).unwrap().register_only);
+        let err = env(&[("REGISTER_ONLY", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("REGISTER_ONLY"));
+    }
+
+    #[test]
+    fn service_api_host_must_be_url() {
+        let err = env(&[("SERVICE_API_HOST", "not-a-url")]).unwrap_err();
+        assert!(err.to_string().contains("SERVICE_API_HOST"));
+        assert!(err.to_string().contains("not-a-url"));
     }
 
     #[test]

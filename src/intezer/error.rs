@@ -40,7 +40,7 @@ pub enum IntezerError {
     PasswordProtected,
     #[error("the Intezer API key was rejected (HTTP {status}); check the api_key setting")]
     InvalidApiKey { status: u16 },
-    #[error("{endpoint}: rate limited by Intezer (HTTP 429), retry after {:?}", .info.retry_after)]
+    #[error("{endpoint}: rate limited by Intezer (HTTP 429){}", retry_hint(.info))]
     RateLimited {
         endpoint: &'static str,
         info: RateLimitInfo,
@@ -151,5 +151,13 @@ impl IntezerError {
             | IntezerError::Config(_)
             | IntezerError::LocalFile { .. } => None,
         }
+    }
+}
+
+/// The wait a 429 asked for, as text for error messages.
+fn retry_hint(info: &RateLimitInfo) -> String {
+    match info.retry_after {
+        Some(wait) => format!(", retry after {:.1} s", wait.as_secs_f64()),
+        None => ", with no retry time given".to_string(),
     }
 }

@@ -139,6 +139,9 @@ impl IntezerSimulator {
         })
         .workers(1)
         .disable_signals()
+        // Longer than the 5 s default, so a client polling every 5 s does
+        // not race the server closing its idle connection.
+        .keep_alive(std::time::Duration::from_secs(75))
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)?
         .run();

@@ -166,6 +166,7 @@ impl ServiceServerSimulator {
         })
         .workers(1)
         .disable_signals()
+        .keep_alive(Duration::from_secs(75))
         .listen(listener)?
         .run();
 

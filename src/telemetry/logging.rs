@@ -1,6 +1,8 @@
 //! Log setup: `tracing` to standard error, filtered by `RUST_LOG`, or by
 //! `LOG_LEVEL` as AL sets it for service containers.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Output format of the logs.
@@ -11,23 +13,66 @@ pub enum LogFormat {
     Json,
 }
 
+/// Maps a `LOG_LEVEL` value to a `tracing` level. AL uses Python's level
+/// names (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`); `None` for a
+/// value that is none of them.
+pub fn level_from_python_name(name: &str) -> Option<&'static str> {
+    match name.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => Some("trace"),
+        "DEBUG" => Some("debug"),
+        "INFO" => Some("info"),
+        "WARN" | "WARNING" => Some("warn"),
+        "ERROR" | "CRITICAL" | "FATAL" => Some("error"),
+        _ => None,
+    }
+}
+
 /// Installs the global subscriber. `default_level` applies when neither
-/// `RUST_LOG` nor `LOG_LEVEL` is set. Calling it twice is harmless.
+/// `RUST_LOG` nor `LOG_LEVEL` is set; an unusable value of either is
+/// reported on standard error and replaced by the default. Colours are used
+/// only when standard error is a terminal. Calling it twice is harmless.
 pub fn init(default_level: &str, format: LogFormat) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .or_else(|| {
-            std::env::var("LOG_LEVEL")
-                .ok()
-                .map(|level| level.to_lowercase())
+    let mut problem = None;
+    let filter = if let Ok(spec) = std::env::var("RUST_LOG") {
+        EnvFilter::try_new(&spec).ok().or_else(|| {
+            problem = Some(format!(
+                "RUST_LOG={spec:?} is not a valid filter; using {default_level}"
+            ));
+            None
         })
-        .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new(default_level));
+    } else if let Ok(level) = std::env::var("LOG_LEVEL") {
+        level_from_python_name(&level).map(EnvFilter::new).or_else(|| {
+            problem = Some(format!(
+                "LOG_LEVEL={level:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL; using {default_level}"
+            ));
+            None
+        })
+    } else {
+        None
+    };
+    let filter = filter.unwrap_or_else(|| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_level_names_map_to_tracing_levels() {
+        assert_eq!(level_from_python_name("WARNING"), Some("warn"));
+        assert_eq!(level_from_python_name("critical"), Some("error"));
+        assert_eq!(level_from_python_name("INFO"), Some("info"));
+        assert_eq!(level_from_python_name("bogus"), None);
+    }
 }
