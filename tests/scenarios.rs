@@ -163,10 +163,14 @@ fn check(name: &str, expect: Expect, replay: &Replay) {
 }
 
 /// Calls Intezer counts against the quota: hash lookups, uploads and
-/// downloads. A request answered 429 was refused before any scan, so it is
-/// not counted.
+/// downloads. A request answered 429 was refused before any scan, and a
+/// download that was not answered 2xx delivered no sample, so neither is
+/// counted.
 fn is_quota_counted(method: &str, path: &str, status: u64) -> bool {
     let path = path.trim_end_matches('/');
+    if method == "GET" && path.ends_with("/download") {
+        return (200..300).contains(&status);
+    }
     let counted_call = (method == "GET" && path.contains("/files/"))
         || (method == "POST" && path.ends_with("/analyze"));
     counted_call && status != 429
