@@ -214,3 +214,47 @@ async fn serve_without_api_key_exits_before_tasks() {
     assert_eq!(server.report().tasks_handed_out, 0);
     server.stop().await;
 }
+
+#[test]
+fn scan_format_tree_lists_sections() {
+    let sample = common::sample("elf_libxau.so");
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--format",
+        "tree",
+        "--set",
+        "polling_period_in_seconds=1",
+        sample.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for title in [
+        "Intezer analysis report",
+        "Signatures",
+        "Subanalysis report for",
+        "Spawned Process Tree",
+    ] {
+        assert!(stdout.contains(title), "tree lacks {title}: {stdout}");
+    }
+    assert!(stdout.contains("tag network.dynamic.ip"), "{stdout}");
+    assert!(stdout.contains("extracted "), "{stdout}");
+}
+
+#[test]
+fn scan_format_json_prints_result() {
+    let sample = common::sample("elf_true");
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--format",
+        "json",
+        "--set",
+        "polling_period_in_seconds=1",
+        sample.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    assert_eq!(json["response"]["service_name"], "IntezerDynamic");
+}

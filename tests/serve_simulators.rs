@@ -281,3 +281,59 @@ async fn shutdown_request_stops_cleanly() {
     intezer.stop().await;
     server.stop().await;
 }
+
+/// Every network tag from every path (network IOCs, signature marks, IOC
+/// tables) goes through AL's safelist: a safelisted domain, IP or URI never
+/// appears as a network tag. Command lines that merely contain them are
+/// still tagged as command lines.
+#[actix_rt::test]
+async fn safelisted_values_are_never_tagged() {
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(DefaultOptions::default()), 0)
+        .await
+        .unwrap();
+    let options = ServiceServerOptions {
+        files: vec![sim_file("elf_libxau.so")],
+        config_overrides: config(&intezer.base_url()),
+        safelist: json!({
+            "match": {},
+            "regex": {
+                "network.dynamic.domain": [".*\\.example\\.net"],
+                "network.dynamic.ip": ["192\\.0\\.2\\..*"],
+                "network.dynamic.uri": [".*example\\.net.*", "http://192\\.0\\.2\\..*"]
+            }
+        }),
+        ..ServiceServerOptions::default()
+    };
+    let server = ServiceServerSimulator::start(options, 0).await.unwrap();
+
+    serve_until_limit(server.base_url(), 1, 1).await.unwrap();
+
+    let report = server
+        .wait_until_all_completed(Duration::from_secs(5))
+        .await;
+    assert_each_task_once(&report, 1);
+    let result = &report.completions[0].body;
+    let sections = result["result"]["sections"].as_array().unwrap();
+    assert!(sections
+        .iter()
+        .any(|s| s["title_text"] == "Network Communication Observed"));
+    let network_tags = sections
+        .iter()
+        .map(|s| s["tags"]["network"].to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        !network_tags.contains("example.net"),
+        "a safelisted domain was tagged: {network_tags}"
+    );
+    assert!(
+        !network_tags.contains("192.0.2."),
+        "a safelisted IP was tagged: {network_tags}"
+    );
+    assert!(
+        network_tags.contains("uri_path"),
+        "tags that are not safelisted remain: {network_tags}"
+    );
+    intezer.stop().await;
+    server.stop().await;
+}

@@ -224,6 +224,9 @@ fn print_table(report: &SimReport, paths: &[PathBuf], submitted: &[String]) {
             "{:<64}  {:<10}  {:<16}  {:>6}  {:<34}  {file}",
             completion.sha256, intezer, verdict, score, outcome
         );
+        if let Some(kinds) = section_kinds(&completion.body) {
+            println!("    {kinds}");
+        }
     }
     println!(
         "intezer: known = found by hash lookup, submitted = uploaded and polled until the analysis \
@@ -255,4 +258,44 @@ fn write_outputs(dir: &Path, report: &SimReport) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The kinds of section in a result, with counts, for one line under its
+/// row: `Signatures: 8, Subanalysis report: 3, …`.
+fn section_kinds(result: &Value) -> Option<String> {
+    let sections = result.pointer("/result/sections")?.as_array()?;
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for section in sections {
+        let title = section
+            .get("title_text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = if title.starts_with("Signature: ") {
+            "Signatures".to_string()
+        } else if title.starts_with("Subanalysis report for") {
+            "Subanalysis report".to_string()
+        } else if title.starts_with("String Family: ") || title == "Signatures" {
+            continue;
+        } else {
+            title.to_string()
+        };
+        match kinds.iter_mut().find(|(name, _)| *name == kind) {
+            Some((_, count)) => *count += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    if kinds.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = kinds
+        .into_iter()
+        .map(|(name, count)| {
+            if count > 1 {
+                format!("{name}: {count}")
+            } else {
+                name
+            }
+        })
+        .collect();
+    Some(parts.join(", "))
 }

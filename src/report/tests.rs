@@ -213,3 +213,99 @@ fn indicators_shown_by_name_and_gene_count_renamed() {
         json!({"indicators": ["packed"], "reused_code_count": 4})
     );
 }
+
+/// Verdict, sub-verdict, black-box switch, administration-tool switch, and
+/// the expected main and sub-verdict heuristics.
+type VerdictCase = (
+    &'static str,
+    &'static str,
+    bool,
+    bool,
+    Option<u32>,
+    Option<u32>,
+);
+
+/// Verdict × sub-verdict × switches → the main and sub-verdict heuristics.
+#[test]
+fn verdict_table_with_switches() {
+    let cases: &[VerdictCase] = &[
+        ("malicious", "malicious", true, true, Some(1), Some(13)),
+        (
+            "malicious",
+            "known_malicious",
+            true,
+            true,
+            Some(1),
+            Some(14),
+        ),
+        ("malicious", "malicious", false, true, None, None),
+        ("suspicious", "suspicious", true, true, Some(2), Some(15)),
+        ("suspicious", "suspicious", false, true, None, None),
+        (
+            "suspicious",
+            "administration_tool",
+            true,
+            true,
+            Some(2),
+            Some(18),
+        ),
+        (
+            "suspicious",
+            "administration_tool",
+            true,
+            false,
+            Some(3),
+            None,
+        ),
+        (
+            "suspicious",
+            "known_administration_tool",
+            true,
+            false,
+            Some(3),
+            None,
+        ),
+        ("suspicious", "probably_packed", true, true, Some(3), None),
+        ("suspicious", "probably_packed", false, true, Some(3), None),
+        ("unknown", "unique", true, true, None, Some(16)),
+        ("trusted", "known_trusted", true, true, None, None),
+        (
+            "not_supported",
+            "file_type_not_supported",
+            true,
+            true,
+            None,
+            None,
+        ),
+    ];
+    for (verdict, sub_verdict, black_box, admin, main, sub) in cases {
+        let mut analysis = malicious();
+        analysis.verdict = Some(verdict.to_string());
+        analysis.sub_verdict = Some(sub_verdict.to_string());
+        let config = ServiceConfig {
+            use_black_box_verdicts: *black_box,
+            score_administration_tools: *admin,
+            ..ServiceConfig::default()
+        };
+        let result = build_result(&input(&analysis, None), &config);
+        let heuristic_of = |title: &str| {
+            result
+                .sections
+                .iter()
+                .find(|s| s.title == title)
+                .and_then(|s| s.heuristic.as_ref())
+                .map(|h| h.heur_id)
+        };
+        let case = format!("{verdict}/{sub_verdict} black_box={black_box} admin={admin}");
+        assert_eq!(
+            heuristic_of("Intezer analysis report"),
+            *main,
+            "main heuristic for {case}"
+        );
+        assert_eq!(
+            heuristic_of("Intezer sub-verdict"),
+            *sub,
+            "sub-verdict heuristic for {case}"
+        );
+    }
+}
