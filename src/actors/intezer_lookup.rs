@@ -11,11 +11,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use std::collections::HashMap;
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
+};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
+use crate::telemetry::metrics::metrics;
 use serde_json::Map;
 
 use crate::intezer::{
@@ -58,14 +64,73 @@ impl Message for FetchAnalysis {
 pub struct IntezerLookup {
     client: Arc<IntezerClient>,
     mailbox_capacity: usize,
+    /// Hash lookups in flight, by (sha256, private_only).
+    lookups: InFlight<(String, bool), Result<LookupOutcome, IntezerError>>,
+    cache: LookupCache,
 }
 
 impl IntezerLookup {
-    pub fn new(client: Arc<IntezerClient>, mailbox_capacity: usize) -> IntezerLookup {
+    /// `cache_for` is how long a found analysis answers repeated lookups
+    /// of the same hash without a call; zero turns the cache off.
+    pub fn new(
+        client: Arc<IntezerClient>,
+        mailbox_capacity: usize,
+        cache_for: Duration,
+    ) -> IntezerLookup {
         IntezerLookup {
             client,
             mailbox_capacity,
+            lookups: InFlight::new(),
+            cache: LookupCache::new(cache_for, LOOKUP_CACHE_ENTRIES),
         }
+    }
+}
+
+/// Most analyses the lookup cache keeps; an analysis object is a few
+/// hundred bytes, so the cache stays within a few megabytes.
+const LOOKUP_CACHE_ENTRIES: usize = 10_000;
+
+/// Finished analyses by (sha256, private_only), each kept for a while.
+struct LookupCache {
+    keep_for: Duration,
+    max_entries: usize,
+    entries: HashMap<(String, bool), (Instant, Analysis)>,
+}
+
+impl LookupCache {
+    fn new(keep_for: Duration, max_entries: usize) -> LookupCache {
+        LookupCache {
+            keep_for,
+            max_entries,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&self, key: &(String, bool)) -> Option<Analysis> {
+        let (stored, analysis) = self.entries.get(key)?;
+        (stored.elapsed() < self.keep_for).then(|| analysis.clone())
+    }
+
+    fn insert(&mut self, key: (String, bool), analysis: Analysis) {
+        if self.keep_for.is_zero() {
+            return;
+        }
+        if self.entries.len() >= self.max_entries {
+            let keep_for = self.keep_for;
+            self.entries
+                .retain(|_, (stored, _)| stored.elapsed() < keep_for);
+        }
+        if self.entries.len() >= self.max_entries {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (stored, _))| *stored)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(key, (Instant::now(), analysis));
     }
 }
 
@@ -80,22 +145,64 @@ impl Actor for IntezerLookup {
 impl Handler<LookupHash> for IntezerLookup {
     type Result = ResponseFuture<<LookupHash as Message>::Result>;
 
-    fn handle(&mut self, message: LookupHash, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, message: LookupHash, ctx: &mut Context<Self>) -> Self::Result {
+        let key = (message.sha256.clone(), message.private_only);
+        if let Some(analysis) = self.cache.get(&key) {
+            metrics().lookups.with_label_values(&["cached"]).inc();
+            debug!(sha256 = %message.sha256, "hash lookup answered from the cache");
+            return Box::pin(async move { Ok(Ok(LookupOutcome::Found(Box::new(analysis)))) });
+        }
+
         let client = self.client.clone();
-        Box::pin(guard("IntezerLookup", async move {
-            let outcome = match client
-                .latest_analysis(&message.sha256, message.private_only, message.deadline)
-                .await
-            {
-                Ok(analysis) => Ok(LookupOutcome::Found(Box::new(analysis))),
-                Err(IntezerError::NotFound { .. }) => Ok(LookupOutcome::NotFound),
-                Err(IntezerError::Gone { .. }) => Ok(LookupOutcome::Gone),
-                Err(err) => Err(err),
-            };
-            debug!(sha256 = %message.sha256, outcome = ?outcome.as_ref().map(outcome_name), "hash lookup");
-            outcome
-        }))
+        let (request, joined) = self
+            .lookups
+            .join_or_start(key.clone(), move || lookup_hash(client, message));
+        if joined {
+            metrics().lookups.with_label_values(&["coalesced"]).inc();
+        } else {
+            // When the request ends, forget it and keep a found analysis.
+            let finished = request
+                .clone()
+                .into_actor(self)
+                .map(move |outcome, act, _| {
+                    act.lookups.finish(&key);
+                    if let Ok(LookupOutcome::Found(analysis)) = outcome {
+                        act.cache.insert(key, *analysis);
+                    }
+                });
+            ctx.spawn(finished);
+        }
+        Box::pin(async move { Ok(request.await) })
     }
+}
+
+/// Looks `message.sha256` up once. A panic in the client becomes an error,
+/// so every caller sharing the request gets an answer.
+async fn lookup_hash(
+    client: Arc<IntezerClient>,
+    message: LookupHash,
+) -> Result<LookupOutcome, IntezerError> {
+    let lookup = async {
+        match client
+            .latest_analysis(&message.sha256, message.private_only, message.deadline)
+            .await
+        {
+            Ok(analysis) => Ok(LookupOutcome::Found(Box::new(analysis))),
+            Err(IntezerError::NotFound { .. }) => Ok(LookupOutcome::NotFound),
+            Err(IntezerError::Gone { .. }) => Ok(LookupOutcome::Gone),
+            Err(err) => Err(err),
+        }
+    };
+    let outcome = guard("IntezerLookup", lookup)
+        .await
+        .unwrap_or_else(|panic| {
+            Err(IntezerError::InvalidResponse {
+                endpoint: "files.latest-analysis",
+                message: panic.to_string(),
+            })
+        });
+    debug!(sha256 = %message.sha256, outcome = ?outcome.as_ref().map(outcome_name), "hash lookup");
+    outcome
 }
 
 fn outcome_name(outcome: &LookupOutcome) -> &'static str {

@@ -5,6 +5,7 @@
 //! holds the flow of one task; [`stage::Stage`] restarts an actor that died.
 
 pub mod analysis_watcher;
+pub mod coalesce;
 pub mod hasher;
 pub mod intezer_lookup;
 pub mod pipeline;

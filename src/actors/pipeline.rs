@@ -103,9 +103,10 @@ impl Pipeline {
         }));
 
         let client = settings.client.clone();
+        let cache_for = Duration::from_secs(settings.config.lookup_cache_seconds);
         let lookup = Arc::new(Stage::start("IntezerLookup", move || {
             let client = client.clone();
-            Supervisor::start(move |_| IntezerLookup::new(client.clone(), capacity))
+            Supervisor::start(move |_| IntezerLookup::new(client.clone(), capacity, cache_for))
         }));
 
         let client = settings.client.clone();

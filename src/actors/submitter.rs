@@ -2,17 +2,21 @@
 //!
 //! Takes [`SubmitFile`] and answers with the new analysis id, the id of an
 //! analysis of the same file that is already running (HTTP 409), or the
-//! [`IntezerError`] that stopped the upload. Uploads are never re-sent after
+//! [`IntezerError`] that stopped the upload. Tasks for the same file that
+//! arrive while its upload is in flight share that upload. Uploads are never re-sent after
 //! an answer that is not transient, so a file is not analysed twice. It
 //! holds only the shared Intezer client.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
+};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{debug, info};
 
+use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
 use crate::intezer::{IntezerClient, IntezerError};
 
@@ -48,6 +52,8 @@ impl Message for SubmitFile {
 pub struct Submitter {
     client: Arc<IntezerClient>,
     mailbox_capacity: usize,
+    /// Uploads in flight, by SHA-256: tasks for the same file share one.
+    uploads: InFlight<String, Result<Submitted, IntezerError>>,
 }
 
 impl Submitter {
@@ -55,6 +61,7 @@ impl Submitter {
         Submitter {
             client,
             mailbox_capacity,
+            uploads: InFlight::new(),
         }
     }
 }
@@ -70,23 +77,51 @@ impl Actor for Submitter {
 impl Handler<SubmitFile> for Submitter {
     type Result = ResponseFuture<<SubmitFile as Message>::Result>;
 
-    fn handle(&mut self, message: SubmitFile, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, message: SubmitFile, ctx: &mut Context<Self>) -> Self::Result {
+        let key = message.sha256.clone();
         let client = self.client.clone();
-        Box::pin(guard("Submitter", async move {
-            let outcome = match client
-                .submit_file(&message.path, &message.file_name, message.deadline)
-                .await
-            {
-                Ok(analysis_id) => Ok(Submitted::Created { analysis_id }),
-                Err(IntezerError::AlreadyRunning { analysis_id }) => {
-                    Ok(Submitted::AlreadyRunning { analysis_id })
-                }
-                Err(err) => Err(err),
-            };
-            if let Ok(submitted) = &outcome {
-                info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
-            }
-            outcome
-        }))
+        let (request, joined) = self
+            .uploads
+            .join_or_start(key.clone(), move || submit(client, message));
+        if joined {
+            debug!(sha256 = %key, "joined an upload of the same file in flight");
+        } else {
+            let finished = request
+                .clone()
+                .into_actor(self)
+                .map(move |_, act, _| act.uploads.finish(&key));
+            ctx.spawn(finished);
+        }
+        Box::pin(async move { Ok(request.await) })
     }
+}
+
+/// Uploads the file once. A panic in the client becomes an error, so every
+/// task sharing the upload gets an answer.
+async fn submit(
+    client: Arc<IntezerClient>,
+    message: SubmitFile,
+) -> Result<Submitted, IntezerError> {
+    let upload = async {
+        match client
+            .submit_file(&message.path, &message.file_name, message.deadline)
+            .await
+        {
+            Ok(analysis_id) => Ok(Submitted::Created { analysis_id }),
+            Err(IntezerError::AlreadyRunning { analysis_id }) => {
+                Ok(Submitted::AlreadyRunning { analysis_id })
+            }
+            Err(err) => Err(err),
+        }
+    };
+    let outcome = guard("Submitter", upload).await.unwrap_or_else(|panic| {
+        Err(IntezerError::InvalidResponse {
+            endpoint: "analyze",
+            message: panic.to_string(),
+        })
+    });
+    if let Ok(submitted) = &outcome {
+        info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
+    }
+    outcome
 }

@@ -55,6 +55,7 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("fetch_ttps", KeyType::Bool),
     ("fetch_sub_analyses", KeyType::Bool),
     ("fetch_strings", KeyType::Bool),
+    ("lookup_cache_seconds", KeyType::Integer),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -95,6 +96,9 @@ pub struct ServiceConfig {
     pub fetch_sub_analyses: bool,
     /// Read the strings of reported sub-analyses.
     pub fetch_strings: bool,
+    /// Seconds a found analysis answers repeated lookups of the same hash
+    /// without a call; 0 turns the cache off.
+    pub lookup_cache_seconds: u64,
 }
 
 impl Default for ServiceConfig {
@@ -122,6 +126,7 @@ impl Default for ServiceConfig {
             fetch_ttps: true,
             fetch_sub_analyses: true,
             fetch_strings: true,
+            lookup_cache_seconds: 600,
         }
     }
 }
@@ -196,6 +201,7 @@ impl ServiceConfig {
             "analysis_timeout_in_seconds" => &mut self.analysis_timeout_in_seconds,
             "min_malware_genes" => &mut self.min_malware_genes,
             "requests_per_minute" => &mut self.requests_per_minute,
+            "lookup_cache_seconds" => &mut self.lookup_cache_seconds,
             _ => &mut self.requests_burst,
         }
     }

@@ -13,7 +13,7 @@ pub struct RateLimitInfo {
 
 /// Every way a call to Intezer can fail. Status codes come from the
 /// response, never from error text.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IntezerError {
     #[error("{endpoint}: not found (HTTP 404)")]
     NotFound { endpoint: &'static str },

@@ -1,0 +1,145 @@
+//! Tasks that ask Intezer the same thing at once share one request, and a
+//! found analysis answers repeats from the cache, so concurrency never
+//! multiplies quota-counted calls.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use futures_util::future::join_all;
+use serde_json::json;
+use tokio::time::Instant;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use common::intezer_mock::{api_path, client, mount_token, ANALYSIS_ID, SHA256};
+use intezer_dynamic::actors::intezer_lookup::{IntezerLookup, LookupHash, LookupOutcome};
+use intezer_dynamic::actors::submitter::{SubmitFile, Submitted, Submitter};
+
+fn lookup(deadline: Instant) -> LookupHash {
+    LookupHash {
+        sha256: SHA256.to_string(),
+        private_only: false,
+        deadline,
+    }
+}
+
+async fn mount_found(server: &MockServer, calls: u64) {
+    let body =
+        json!({"result": {"analysis_id": ANALYSIS_ID, "sha256": SHA256, "verdict": "malicious"}});
+    Mock::given(method("GET"))
+        .and(path(api_path(&format!("/files/{SHA256}"))))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(body)
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
+/// Twenty tasks looking up one hash at once make one lookup.
+#[actix_rt::test]
+async fn concurrent_lookups_share_one_request() {
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    mount_found(&server, 1).await;
+    let actor = IntezerLookup::new(Arc::new(client(&server)), 64, Duration::ZERO).start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+
+    let answers = join_all((0..20).map(|_| actor.send(lookup(deadline)))).await;
+
+    for answer in answers {
+        let outcome = answer.unwrap().unwrap().unwrap();
+        assert!(matches!(outcome, LookupOutcome::Found(_)), "{outcome:?}");
+    }
+}
+
+/// A found analysis answers a later lookup of the same hash from the cache.
+#[actix_rt::test]
+async fn repeated_lookup_uses_cache() {
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    mount_found(&server, 1).await;
+    let actor = IntezerLookup::new(Arc::new(client(&server)), 64, Duration::from_secs(600)).start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+
+    let first = actor
+        .send(lookup(deadline))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let second = actor
+        .send(lookup(deadline))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(first, second);
+}
+
+/// With the cache off, every lookup after the first one ended is sent.
+#[actix_rt::test]
+async fn cache_off_sends_every_lookup() {
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    mount_found(&server, 2).await;
+    let actor = IntezerLookup::new(Arc::new(client(&server)), 64, Duration::ZERO).start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+
+    actor
+        .send(lookup(deadline))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    actor
+        .send(lookup(deadline))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Five tasks submitting the same unknown file at once make one upload.
+#[actix_rt::test]
+async fn concurrent_submissions_share_one_upload() {
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    Mock::given(method("POST"))
+        .and(path(api_path("/analyze")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"result_url": format!("/analyses/{ANALYSIS_ID}")}))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let actor = Submitter::new(Arc::new(client(&server)), 64).start();
+    let sample = common::sample("elf_true");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let submit = || SubmitFile {
+        path: sample.clone(),
+        file_name: "true".to_string(),
+        sha256: SHA256.to_string(),
+        deadline,
+    };
+
+    let answers = join_all((0..5).map(|_| actor.send(submit()))).await;
+
+    for answer in answers {
+        let submitted = answer.unwrap().unwrap().unwrap();
+        assert_eq!(
+            submitted,
+            Submitted::Created {
+                analysis_id: ANALYSIS_ID.to_string()
+            }
+        );
+    }
+}
