@@ -181,21 +181,13 @@ impl ServiceServerClient {
         call: &'static str,
         request: RequestBuilder,
     ) -> Result<Value, ServiceServerError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|err| ServiceServerError::Unreachable {
-                call,
-                message: describe(&err),
-            })?;
+        let unreachable = |err: reqwest::Error| ServiceServerError::Unreachable {
+            call,
+            message: describe(&err),
+        };
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| ServiceServerError::Unreachable {
-                call,
-                message: describe(&err),
-            })?;
+        let body = response.bytes().await.map_err(unreachable)?;
         let envelope: Option<Value> = serde_json::from_slice(&body).ok();
         let message = envelope
             .as_ref()
