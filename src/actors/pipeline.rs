@@ -191,6 +191,7 @@ impl Pipeline {
                 Some(analysis) => analysis,
                 None => {
                     return Ok(Findings::Note {
+                        partial: false,
                         title: "Intezer analysis not found".to_string(),
                         lines: vec![format!(
                             "Intezer has no analysis {analysis_id}, named by the analysis_id submission parameter."
@@ -199,8 +200,8 @@ impl Pipeline {
                 }
             },
             None => match self.analysis_by_hash(task, file, &params, deadline).await? {
-                Some(analysis) => analysis,
-                None => return Ok(Findings::Empty),
+                Ok(analysis) => analysis,
+                Err(findings) => return Ok(findings),
             },
         };
 
@@ -396,7 +397,7 @@ impl Pipeline {
         file: &Path,
         params: &SubmissionParams,
         deadline: Instant,
-    ) -> Result<Option<Analysis>, TaskFailure> {
+    ) -> Result<Result<Analysis, Findings>, TaskFailure> {
         let message = LookupHash {
             sha256: task.sha256.clone(),
             private_only: self.config.private_only,
@@ -415,7 +416,7 @@ impl Pipeline {
         };
         metrics().lookups.with_label_values(&[outcome]).inc();
         match answer {
-            Ok(LookupOutcome::Found(analysis)) => return Ok(Some(*analysis)),
+            Ok(LookupOutcome::Found(analysis)) => return Ok(Ok(*analysis)),
             Ok(LookupOutcome::NotFound) | Ok(LookupOutcome::Gone) => {}
             Err(err) => return Err(intezer_failure(&err, "looking the file up")),
         }
@@ -428,7 +429,7 @@ impl Pipeline {
                 dynamic_submit = params.dynamic_submit,
                 "Intezer does not know the file and submission is off"
             );
-            return Ok(None);
+            return Ok(Err(Findings::Empty));
         }
 
         let message = SubmitFile {
@@ -455,13 +456,27 @@ impl Pipeline {
                 | IntezerError::SkippedByRule),
             ) => {
                 info!(sid = %task.sid, sha256 = %task.sha256, reason = %err, "Intezer cannot analyse the file");
-                return Ok(None);
+                return Ok(Err(Findings::Empty));
+            }
+            Err(IntezerError::InsufficientQuota { message }) => {
+                warn!(sid = %task.sid, sha256 = %task.sha256, "Intezer quota used up; the file was not submitted");
+                return Ok(Err(Findings::Note {
+                    title: "Not submitted to Intezer".to_string(),
+                    lines: vec![
+                        "Intezer does not know this file, and it was not submitted because the account's \
+                         quota of file scans is used up."
+                            .to_string(),
+                        format!("Intezer's answer: {message}"),
+                        "The result is marked partial, so Assemblyline does not cache it.".to_string(),
+                    ],
+                    partial: true,
+                }));
             }
             Err(err) => return Err(intezer_failure(&err, "submitting the file")),
         };
         self.wait(task, submitted.analysis_id(), deadline)
             .await
-            .map(Some)
+            .map(Ok)
     }
 
     /// Waits for a running analysis until it finishes, the configured

@@ -32,8 +32,13 @@ pub enum Findings {
         extracted: Vec<FileEntry>,
         notes: Vec<String>,
     },
-    /// No analysis, but something the analyst should read.
-    Note { title: String, lines: Vec<String> },
+    /// No analysis, but something the analyst should read. A partial note
+    /// (the file could not be submitted) is not cached by AL as final.
+    Note {
+        title: String,
+        lines: Vec<String>,
+        partial: bool,
+    },
 }
 
 /// Render the result of `task`.
@@ -98,8 +103,13 @@ impl ResultBuilder {
                 }
                 result
             }
-            Findings::Note { title, lines } => ServiceResult {
+            Findings::Note {
+                title,
+                lines,
+                partial,
+            } => ServiceResult {
                 sections: vec![Section::text(title.clone(), lines)],
+                partial: *partial,
                 ..ServiceResult::default()
             },
         }
