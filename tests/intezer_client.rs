@@ -1945,3 +1945,27 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
         self.clone()
     }
 }
+
+#[tokio::test]
+async fn current_quota_usage_reads_file_scans() {
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    Mock::given(method("GET"))
+        .and(path(api_path("/current-quota-usage")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": {"file_scans": {"quota": 1000, "usage": 12, "type": "monthly"},
+                       "endpoint_scans": {"quota": 100, "usage": 0, "type": "monthly"}}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let usage = client(&server)
+        .current_quota_usage(deadline())
+        .await
+        .unwrap();
+
+    let scans = usage.file_scans.unwrap();
+    assert_eq!(scans.remaining(), Some(988));
+    assert_eq!(scans.period.as_deref(), Some("monthly"));
+}

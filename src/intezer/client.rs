@@ -27,7 +27,9 @@ use super::response::{
 use super::retry::{attempts_left, backoff_with_jitter, may_retry, Delivery, Resend};
 use super::token::TokenCache;
 use super::transport::{ApiRequest, Failure, RequestBody, Sink, Transport};
-use super::types::{Analysis, AnalysisState, CodeReuse, Iocs, StringEntry, SubAnalysis, Ttp};
+use super::types::{
+    Analysis, AnalysisState, CodeReuse, Iocs, QuotaUsage, StringEntry, SubAnalysis, Ttp,
+};
 use crate::quota::Limiter;
 
 pub use super::settings::{IntezerSettings, RetryPolicy, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
@@ -234,6 +236,18 @@ impl IntezerClient {
 
         let reply = self
             .get(endpoint, format!("/analyses/{analysis_id}/iocs"), deadline)
+            .await?;
+        expect_ok(endpoint, &reply)?;
+        reply.json_field(endpoint, "result")
+    }
+
+    /// Reads the account's quota use with `GET /current-quota-usage`: the
+    /// `result` object, such as `{"file_scans": {"quota": 1000, "usage": 12,
+    /// "type": "monthly"}}`. On-premise servers may not offer it.
+    pub async fn current_quota_usage(&self, deadline: Instant) -> Result<QuotaUsage, IntezerError> {
+        let endpoint = endpoint::QUOTA_USAGE;
+        let reply = self
+            .get(endpoint, "/current-quota-usage".to_string(), deadline)
             .await?;
         expect_ok(endpoint, &reply)?;
         reply.json_field(endpoint, "result")

@@ -13,3 +13,4 @@ pub const SUB_ANALYSES: &str = "analyses.sub-analyses";
 pub const CODE_REUSE: &str = "sub-analyses.code-reuse";
 pub const METADATA: &str = "sub-analyses.metadata";
 pub const STRINGS: &str = "sub-analyses.strings";
+pub const QUOTA_USAGE: &str = "current-quota-usage";

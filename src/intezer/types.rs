@@ -144,3 +144,32 @@ pub enum SubmitOutcome {
     /// 409: the same file is already being analysed under this id.
     AlreadyRunning { analysis_id: String },
 }
+
+/// `GET /current-quota-usage` → `result`: use of each kind of quota.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuotaUsage {
+    /// Hash lookups, uploads and downloads.
+    #[serde(default)]
+    pub file_scans: Option<QuotaCounter>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// One kind of quota: the allowance, what is used, and the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuotaCounter {
+    #[serde(default)]
+    pub quota: Option<u64>,
+    #[serde(default)]
+    pub usage: Option<u64>,
+    /// `daily`, `weekly` or `monthly`.
+    #[serde(rename = "type", default)]
+    pub period: Option<String>,
+}
+
+impl QuotaCounter {
+    /// File scans left in the period, when both numbers are known.
+    pub fn remaining(&self) -> Option<u64> {
+        Some(self.quota?.saturating_sub(self.usage?))
+    }
+}
