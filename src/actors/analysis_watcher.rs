@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use super::intezer_lookup::{FetchAnalysis, IntezerLookup};
 use super::stage::{Stage, StageError};
 use crate::intezer::{Analysis, AnalysisState, IntezerError};
+use crate::telemetry::metrics::metrics;
 
 /// Wait for analysis `analysis_id`, polling every `poll_interval` until
 /// `wait_until`.
@@ -121,6 +122,7 @@ impl AnalysisWatcher {
 
     fn on_timer(&mut self, analysis_id: &str, ctx: &mut Context<Self>) {
         self.expire_waiters(analysis_id);
+        metrics().analyses_in_flight.set(self.watches.len() as i64);
         let Some(watch) = self.watches.get_mut(analysis_id) else {
             return;
         };
@@ -203,6 +205,7 @@ impl AnalysisWatcher {
         match finished {
             Some(outcome) => {
                 let watch = self.watches.remove(analysis_id).expect("watch exists");
+                metrics().analyses_in_flight.set(self.watches.len() as i64);
                 let mut waiters = watch.waiters.into_iter();
                 let first = waiters.next();
                 for waiter in waiters {
@@ -274,6 +277,7 @@ impl Handler<WatchAnalysis> for AnalysisWatcher {
         watch.waiters.push(waiter);
         if is_new || watch.timer.is_none() {
             self.schedule(&message.analysis_id, ctx);
+            metrics().analyses_in_flight.set(self.watches.len() as i64);
         }
         Box::pin(async move { answer.await.unwrap_or(Err(WatchError::WatcherStopped)) })
     }

@@ -495,11 +495,15 @@ impl Pipeline {
             // answered with the analysis id instead of a bare timeout.
             wait_until: limit.min(deadline - WAIT_MARGIN),
         };
+        let waiting_since = std::time::Instant::now();
         let outcome = self
             .watcher
             .send(message)
             .await
             .map_err(|err| stage_failure(&err))?;
+        metrics()
+            .analysis_wait
+            .observe(waiting_since.elapsed().as_secs_f64());
         match outcome {
             Ok(WatchOutcome::Finished(analysis)) => Ok(*analysis),
             Ok(WatchOutcome::Failed) => Err(failed_analysis(task, analysis_id)),

@@ -17,6 +17,7 @@ use crate::config::ServiceConfig;
 use crate::intezer::Analysis;
 use crate::report::safelist::SharedSafelist;
 use crate::report::{build_result, ReportInput};
+use crate::telemetry::metrics::metrics;
 
 /// What the pipeline found for one task.
 #[derive(Debug, Clone)]
@@ -129,10 +130,24 @@ impl Handler<BuildResult> for ResultBuilder {
 
     fn handle(&mut self, message: BuildResult, _: &mut Context<Self>) -> Self::Result {
         let result = self.service_result(&message.task, &message.findings);
+        count_heuristics(&result.sections);
         let milestones = Milestones {
             started: message.started,
             completed: Utc::now(),
         };
         MessageResult(result.to_json(&message.task, &self.identity, milestones))
+    }
+}
+
+/// Counts the heuristics a result raises, at every depth.
+fn count_heuristics(sections: &[Section]) {
+    for section in sections {
+        if let Some(heuristic) = &section.heuristic {
+            metrics()
+                .heuristics
+                .with_label_values(&[&heuristic.heur_id.to_string()])
+                .inc();
+        }
+        count_heuristics(&section.children);
     }
 }

@@ -257,7 +257,11 @@ async fn run_slot(slot: usize, shared: &Shared) {
                 shared.tasks.fetch_add(1, Ordering::SeqCst);
                 metrics().tasks_received.inc();
                 metrics().tasks_in_flight.inc();
+                let started = std::time::Instant::now();
                 process_task(shared, raw, &container_id).await;
+                metrics()
+                    .task_duration
+                    .observe(started.elapsed().as_secs_f64());
                 metrics().tasks_in_flight.dec();
             }
             Ok(None) => shared.release(),

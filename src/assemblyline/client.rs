@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::{Environment, Secret};
+use crate::telemetry::metrics::metrics;
 
 /// Failure of one service-server call.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +186,16 @@ impl ServiceServerClient {
             call,
             message: describe(&err),
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let sent = request.send().await;
+        let status_label = match &sent {
+            Ok(response) => response.status().as_str().to_string(),
+            Err(_) => "unreachable".to_string(),
+        };
+        metrics()
+            .service_server_requests
+            .with_label_values(&[call, &status_label])
+            .inc();
+        let response = sent.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
         let envelope: Option<Value> = serde_json::from_slice(&body).ok();

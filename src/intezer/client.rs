@@ -31,6 +31,7 @@ use super::types::{
     Analysis, AnalysisState, CodeReuse, Iocs, QuotaUsage, StringEntry, SubAnalysis, Ttp,
 };
 use crate::quota::Limiter;
+use crate::telemetry::metrics::{metrics, status_class};
 
 pub use super::settings::{IntezerSettings, RetryPolicy, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 
@@ -518,10 +519,7 @@ impl IntezerClient {
             .await
             .map_err(Failure::not_sent)?;
         let bearer = self.tokens.bearer(&self.transport, deadline).await?;
-        let reply = self
-            .transport
-            .send(request, Some(&bearer), deadline)
-            .await?;
+        let reply = self.send_measured(request, &bearer, deadline).await?;
         if reply.status != StatusCode::UNAUTHORIZED {
             return Ok(reply);
         }
@@ -536,10 +534,7 @@ impl IntezerClient {
         self.acquire_limiter(endpoint, deadline)
             .await
             .map_err(Failure::not_sent)?;
-        let reply = self
-            .transport
-            .send(request, Some(&bearer), deadline)
-            .await?;
+        let reply = self.send_measured(request, &bearer, deadline).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             return Err(Failure {
                 error: IntezerError::InvalidApiKey { status: 401 },
@@ -547,6 +542,32 @@ impl IntezerClient {
             });
         }
         Ok(reply)
+    }
+
+    /// Sends one request and counts it in the metrics by endpoint, status
+    /// class and duration.
+    async fn send_measured(
+        &self,
+        request: &ApiRequest<'_>,
+        bearer: &crate::config::Secret,
+        deadline: Instant,
+    ) -> Result<Reply, Failure> {
+        let started = std::time::Instant::now();
+        let outcome = self.transport.send(request, Some(bearer), deadline).await;
+        let metrics = metrics();
+        let class = match &outcome {
+            Ok(reply) => status_class(reply.status.as_u16()),
+            Err(_) => "error",
+        };
+        metrics
+            .intezer_requests
+            .with_label_values(&[request.endpoint, class])
+            .inc();
+        metrics
+            .intezer_request_duration
+            .with_label_values(&[request.endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// Waits for a rate-limiter token, or fails with `DeadlineExceeded` when

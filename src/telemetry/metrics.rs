@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of the service.
@@ -28,6 +29,21 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Labels: `source` = assemblyline, intezer.
     pub extracted_files: IntCounterVec,
+    /// Seconds from taking a task to posting its answer.
+    pub task_duration: Histogram,
+    /// Labels: `endpoint` (stable names such as `files.latest-analysis`),
+    /// `status_class` = 2xx, 3xx, 4xx, 5xx, 429, error.
+    pub intezer_requests: IntCounterVec,
+    /// Labels: `endpoint`.
+    pub intezer_request_duration: HistogramVec,
+    /// Labels: `call` (register, get task, post task, …), `status`.
+    pub service_server_requests: IntCounterVec,
+    /// Seconds from starting to wait for an analysis to its outcome.
+    pub analysis_wait: Histogram,
+    /// Analyses being polled.
+    pub analyses_in_flight: IntGauge,
+    /// Labels: `heur_id`.
+    pub heuristics: IntCounterVec,
     ready: AtomicBool,
 }
 
@@ -36,6 +52,27 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 /// The process's metrics, registered on first use.
 pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("metric definition is valid");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("metric names are unique");
+    histogram
+}
+
+/// Status class label of an HTTP status: `2xx` … `5xx`, with 429 apart.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        429 => "429",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -87,7 +124,66 @@ impl Metrics {
             let _ = registry.register(Box::new(process));
         }
 
+        let task_duration = histogram(
+            &registry,
+            "task_duration_seconds",
+            "Seconds from taking a task to posting its answer.",
+            vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ],
+        );
+        let analysis_wait = histogram(
+            &registry,
+            "analysis_wait_seconds",
+            "Seconds spent waiting for a submitted analysis to finish.",
+            vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0,
+            ],
+        );
+        let intezer_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "intezer_request_duration_seconds",
+                "Seconds per Intezer request, by endpoint.",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("metric definition is valid");
+        registry
+            .register(Box::new(intezer_request_duration.clone()))
+            .expect("metric names are unique");
+        let analyses_in_flight =
+            IntGauge::new("analyses_in_flight", "Submitted analyses being polled.")
+                .expect("metric definition is valid");
+        registry
+            .register(Box::new(analyses_in_flight.clone()))
+            .expect("metric names are unique");
+
         Metrics {
+            task_duration,
+            analysis_wait,
+            intezer_request_duration,
+            analyses_in_flight,
+            intezer_requests: counter_vec(
+                &registry,
+                "intezer_requests_total",
+                "Intezer requests, by endpoint and status class.",
+                &["endpoint", "status_class"],
+            ),
+            service_server_requests: counter_vec(
+                &registry,
+                "service_server_requests_total",
+                "Service-server requests, by call and status.",
+                &["call", "status"],
+            ),
+            heuristics: counter_vec(
+                &registry,
+                "heuristics_total",
+                "Heuristics raised in posted results, by id.",
+                &["heur_id"],
+            ),
             tasks_completed: counter_vec(
                 &registry,
                 "tasks_completed_total",
