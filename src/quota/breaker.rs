@@ -2,7 +2,7 @@
 //!
 //! The outage breaker stops every call after `outage_threshold` consecutive
 //! transient failures, so a service that is down is not hammered. The
-//! submission breaker stops uploads after Intezer answers one with
+//! submission breaker stops uploads after Intezer responds to one with
 //! insufficient quota, until the next 00:00 UTC. Both let one probe through
 //! every `probe_interval` while open, and log each state change once.
 
@@ -24,14 +24,14 @@ pub enum BreakerState {
     Probing,
 }
 
-/// Outcome of a sent request, as the outage breaker sees it.
+/// Outcome of a sent request, as the outage breaker counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
-    /// Intezer answered with success.
+    /// Intezer responded with success.
     Success,
-    /// A 5xx answer, a transport error or a timeout: counts toward opening.
+    /// A 5xx response, a transport error or a timeout: counts toward opening.
     Transient,
-    /// Any other answer (4xx, including 429). Intezer is reachable, so this
+    /// Any other response (4xx, including 429). Intezer is reachable, so this
     /// ends a run of transient failures and closes an open breaker.
     Other,
 }
@@ -112,7 +112,7 @@ impl OutageBreaker {
     fn close(&mut self) {
         self.consecutive_failures = 0;
         if !matches!(self.state, OutageState::Closed) {
-            tracing::info!("outage breaker closed: Intezer answered");
+            tracing::info!("outage breaker closed: Intezer responded");
             self.state = OutageState::Closed;
         }
     }

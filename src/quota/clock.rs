@@ -98,7 +98,7 @@ impl Clock for TokioRateClock {
 
 // === impl ManualClock ===
 
-/// A clock that stands still until [`ManualClock::advance`] moves it, for
+/// A clock that does not move until [`ManualClock::advance`] moves it, for
 /// deterministic tests and simulations. Clones share the same time.
 ///
 /// Its rate clock is governor's [`FakeRelativeClock`]; the monotonic and UTC

@@ -1,4 +1,5 @@
-//! Why a quota guard did not let a call through.
+//! Errors of a quota guard: the reason a call was not let through, or an
+//! invalid setting.
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub enum QuotaError {
     #[error("Intezer calls fail fast after repeated transient failures; next probe in {wait:?}")]
     BreakerOpen { until: Instant, wait: Duration },
 
-    /// Intezer answered an upload with insufficient quota, so uploads are
+    /// Intezer responded to an upload with insufficient quota, so uploads are
     /// rejected until `until` (the next 00:00 UTC) or a successful probe.
     #[error("uploads rejected: Intezer reported insufficient quota; retry after {until} or a successful probe")]
     QuotaExhausted { until: DateTime<Utc> },

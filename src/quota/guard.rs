@@ -24,7 +24,7 @@ use super::error::QuotaError;
 use super::rate::{RateGate, TokenCheck};
 use super::settings::QuotaSettings;
 
-/// What a call costs against the account's quota.
+/// Cost of a call against the account's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallCost {
     /// Not counted: token requests, analysis reads, quota reads.
@@ -48,7 +48,7 @@ impl Permit {
         self.cost
     }
 
-    /// Whether this request is the one probe of an open outage breaker. Its
+    /// Returns whether this request is the one probe of an open outage breaker. Its
     /// outcome, passed to [`QuotaGuard::record`], decides whether the breaker
     /// closes.
     pub fn is_probe(&self) -> bool {
@@ -77,7 +77,7 @@ pub struct QuotaSnapshot {
     pub waiting: usize,
     /// Acquisitions that had to wait, since the guard was built.
     pub waits: u64,
-    /// HTTP 429 answers reported through [`QuotaGuard::pause_until`].
+    /// HTTP 429 responses reported through [`QuotaGuard::pause_until`].
     pub rate_limited: u64,
     /// Acquisitions rejected because the wait would pass the deadline,
     /// including those rejected because a pause would.
@@ -127,7 +127,7 @@ struct Counters {
     breaker_rejections: u64,
 }
 
-/// What a waiter does next.
+/// Next step of a waiter.
 enum Turn {
     Granted(Permit),
     Failed(QuotaError),
@@ -253,7 +253,7 @@ impl<K: QuotaClock> QuotaGuard<K> {
             }
         }
 
-        // After a 429 nobody gets a token until the pause ends.
+        // After a 429 no waiter gets a token until the pause ends.
         if let Some(until) = state.paused_until.filter(|until| *until > now) {
             if until > deadline {
                 state.counters.deadline_errors += 1;
@@ -333,14 +333,14 @@ impl<K: QuotaClock> QuotaGuard<K> {
     }
 
     /// Feeds the outage breaker the outcome of a sent request: success or
-    /// any non-transient answer closes it, and `outage_threshold` transient
+    /// any non-transient response closes it, and `outage_threshold` transient
     /// failures in a row open it.
     pub fn record(&self, outcome: CallOutcome) {
         let now = self.clock.now();
         lock(&self.state).outage.record(outcome, now);
     }
 
-    /// Rejects uploads until the next 00:00 UTC, after Intezer answered one
+    /// Rejects uploads until the next 00:00 UTC, after Intezer responded to one
     /// with insufficient quota. A probe upload is let through every
     /// `probe_interval`; [`QuotaGuard::record_submission_success`] closes it.
     pub fn open_submission_breaker(&self) {
@@ -367,7 +367,7 @@ impl<K: QuotaClock> QuotaGuard<K> {
     }
 
     /// Raises today's count of used file scans to `used`, as read from
-    /// Intezer's current-quota-usage answer. The count is never lowered,
+    /// Intezer's current-quota-usage response. The count is never lowered,
     /// because scans in flight may not show in Intezer's number yet.
     ///
     /// NOTE: Intezer's quota may be daily, weekly or monthly (its `type`

@@ -2,7 +2,7 @@
 //! budget, 429 pauses and circuit breakers, shared by every caller.
 //!
 //! Layout:
-//! * `guard` holds [`QuotaGuard`], its queue of waiters and its feedback
+//! * `guard` contains [`QuotaGuard`], its queue of waiters and its feedback
 //!   methods (pause, outcomes, submission breaker, seeding);
 //! * `rate` wraps governor's limiter for the request rate;
 //! * `budget` counts file scans per UTC day;

@@ -37,7 +37,7 @@ struct Bucket<C: Clock> {
 
 /// Tokens the bucket held at `base`, plus one per interval after it, capped
 /// at the burst size. Governor does not expose its state without taking a
-/// token, so this is rebuilt from each answer it gives.
+/// token, so this is rebuilt from the result of each check.
 #[derive(Debug, Clone, Copy)]
 struct TokenEstimate {
     base: Instant,
