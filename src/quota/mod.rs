@@ -1,0 +1,33 @@
+//! Quota guard for one Intezer API key: request rate, daily file-scan
+//! budget, 429 pauses and circuit breakers, shared by every caller.
+//!
+//! Layout:
+//! * `guard` contains [`QuotaGuard`], its queue of waiters and its feedback
+//!   methods (pause, outcomes, submission breaker, seeding);
+//! * `rate` wraps governor's limiter for the request rate;
+//! * `budget` counts file scans per UTC day;
+//! * `breaker` holds the outage and submission breakers;
+//! * `clock` supplies time, real ([`SystemClock`]) or test ([`ManualClock`]);
+//! * `settings` and `tiers` build [`QuotaSettings`], the latter from the
+//!   presets in `config/quota-tiers.yml`;
+//! * `limiter` keeps the plain [`Limiter`] the HTTP client uses.
+
+mod breaker;
+mod budget;
+mod clock;
+mod error;
+mod guard;
+mod limiter;
+mod rate;
+mod settings;
+mod tiers;
+
+pub use breaker::{BreakerState, CallOutcome};
+pub use clock::{ManualClock, QuotaClock, SystemClock, TokioRateClock};
+pub use error::QuotaError;
+pub use guard::{CallCost, Permit, QuotaGuard, QuotaSnapshot};
+pub use limiter::Limiter;
+pub use settings::{
+    QuotaSettings, DEFAULT_MAX_JITTER, DEFAULT_OUTAGE_THRESHOLD, DEFAULT_PROBE_INTERVAL,
+};
+pub use tiers::{QuotaOverrides, CUSTOM_TIER, TIER_PRESETS_YAML};
