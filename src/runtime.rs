@@ -21,7 +21,7 @@ use crate::assemblyline::{
 };
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
-use crate::quota::Limiter;
+use crate::quota::{QuotaGuard, QuotaOverrides, QuotaSettings, CUSTOM_TIER};
 use crate::report::safelist::{Safelist, SharedSafelist};
 use crate::telemetry::metrics::metrics;
 
@@ -93,10 +93,56 @@ pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerEr
         ..RetryPolicy::default()
     };
     settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
+    let quota = QuotaGuard::new(quota_settings(config)?)
+        .map_err(|err| IntezerError::Config(err.to_string()))?;
+    Ok(IntezerClient::new(settings)?.with_quota(Arc::new(quota)))
+}
+
+/// The quota settings of `config`: the `quota_tier` preset, with
+/// `requests_per_minute`, `requests_burst` and `file_scans_per_day`
+/// overriding it where they differ from their defaults. The `custom` tier
+/// takes the three values as they are.
+pub fn quota_settings(config: &ServiceConfig) -> Result<QuotaSettings, IntezerError> {
+    let defaults = ServiceConfig::default();
     let rate = u32::try_from(config.requests_per_minute).unwrap_or(u32::MAX);
     let burst = u32::try_from(config.requests_burst).unwrap_or(u32::MAX);
-    let limiter = Limiter::new(rate, burst).map_err(|err| IntezerError::Config(err.to_string()))?;
-    Ok(IntezerClient::new(settings)?.with_limiter(Arc::new(limiter)))
+    let custom = config.quota_tier == CUSTOM_TIER;
+    let overrides = QuotaOverrides {
+        requests_per_minute: (custom || config.requests_per_minute != defaults.requests_per_minute)
+            .then_some(rate),
+        burst: (custom || config.requests_burst != defaults.requests_burst).then_some(burst),
+        file_scans_per_day: (custom || config.file_scans_per_day != defaults.file_scans_per_day)
+            .then_some(config.file_scans_per_day),
+        ..QuotaOverrides::default()
+    };
+    QuotaSettings::resolve(&config.quota_tier, &overrides)
+        .map_err(|err| IntezerError::Config(err.to_string()))
+}
+
+/// Seeds the guard's count of today's file scans from Intezer, when the
+/// server reports a daily quota. Failures only log: local counting goes on.
+async fn seed_quota(client: &IntezerClient) {
+    let Some(quota) = client.quota() else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    match client.current_quota_usage(deadline).await {
+        Ok(usage) => match usage.file_scans {
+            Some(scans) if scans.period.as_deref() == Some("daily") => {
+                let used = scans.usage.unwrap_or(0);
+                quota.seed_used_today(used);
+                info!(used, quota = ?scans.quota, "file scans used today, from Intezer");
+            }
+            Some(scans) => info!(
+                period = scans.period.as_deref().unwrap_or("unknown"),
+                used = ?scans.usage,
+                quota = ?scans.quota,
+                "Intezer quota is not daily; counting locally"
+            ),
+            None => info!("Intezer reports no file-scan quota; counting locally"),
+        },
+        Err(err) => warn!(error = %err, "cannot read Intezer's quota use; counting locally"),
+    }
 }
 
 /// Runs the AL service until `shutdown` resolves or the task limit is
@@ -164,6 +210,15 @@ pub async fn serve(
     }
     let concurrency = options.concurrency.max(1);
     let intezer = Arc::new(intezer_client(&config)?);
+    let limits = quota_settings(&config)?;
+    info!(
+        tier = %config.quota_tier,
+        requests_per_minute = limits.requests_per_minute,
+        burst = limits.burst,
+        file_scans_per_day = limits.file_scans_per_day,
+        "quota limits of this container (its share of the API key; 0 means unlimited)"
+    );
+    seed_quota(&intezer).await;
     let identity = Arc::new(service_identity(&manifest));
     let safelist = SharedSafelist::default();
     refresh_safelist(&client, &env.hostname, &safelist).await;

@@ -23,6 +23,7 @@ fn lookup(deadline: Instant) -> LookupHash {
         sha256: SHA256.to_string(),
         private_only: false,
         deadline,
+        priority: 1,
     }
 }
 
@@ -129,6 +130,7 @@ async fn concurrent_submissions_share_one_upload() {
         file_name: "true".to_string(),
         sha256: SHA256.to_string(),
         deadline,
+        priority: 1,
     };
 
     let answers = join_all((0..5).map(|_| actor.send(submit()))).await;

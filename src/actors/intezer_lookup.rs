@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
+use crate::quota::TASK_PRIORITY;
 use crate::telemetry::metrics::metrics;
 use serde_json::Map;
 
@@ -45,6 +46,8 @@ pub struct LookupHash {
     pub sha256: String,
     pub private_only: bool,
     pub deadline: Instant,
+    /// The task's AL priority, for the quota guard's queue.
+    pub priority: i64,
 }
 
 impl Message for LookupHash {
@@ -182,7 +185,8 @@ async fn lookup_hash(
     client: Arc<IntezerClient>,
     message: LookupHash,
 ) -> Result<LookupOutcome, IntezerError> {
-    let lookup = async {
+    let priority = message.priority;
+    let lookup = TASK_PRIORITY.scope(priority, async {
         match client
             .latest_analysis(&message.sha256, message.private_only, message.deadline)
             .await
@@ -192,7 +196,7 @@ async fn lookup_hash(
             Err(IntezerError::Gone { .. }) => Ok(LookupOutcome::Gone),
             Err(err) => Err(err),
         }
-    };
+    });
     let outcome = guard("IntezerLookup", lookup)
         .await
         .unwrap_or_else(|panic| {
@@ -242,6 +246,8 @@ pub struct FetchReport {
     pub analysis_id: String,
     pub options: ReportOptions,
     pub deadline: Instant,
+    /// The task's AL priority, for the quota guard's queue.
+    pub priority: i64,
 }
 
 /// The parts of a report, as far as Intezer has them.

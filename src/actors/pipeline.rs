@@ -224,6 +224,7 @@ impl Pipeline {
         };
         let message = FetchReport {
             analysis_id: analysis.analysis_id.clone(),
+            priority: task.priority,
             options,
             deadline,
         };
@@ -400,6 +401,7 @@ impl Pipeline {
     ) -> Result<Result<Analysis, Findings>, TaskFailure> {
         let message = LookupHash {
             sha256: task.sha256.clone(),
+            priority: task.priority,
             private_only: self.config.private_only,
             deadline,
         };
@@ -434,6 +436,7 @@ impl Pipeline {
 
         let message = SubmitFile {
             path: file.to_path_buf(),
+            priority: task.priority,
             file_name: task.file_name.clone(),
             sha256: task.sha256.clone(),
             deadline,

@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
 use crate::intezer::{IntezerClient, IntezerError};
+use crate::quota::TASK_PRIORITY;
 
 /// Upload the file at `path` under `file_name`.
 pub struct SubmitFile {
@@ -26,6 +27,8 @@ pub struct SubmitFile {
     pub file_name: String,
     pub sha256: String,
     pub deadline: Instant,
+    /// The task's AL priority, for the quota guard's queue.
+    pub priority: i64,
 }
 
 /// How an upload ended when Intezer took the file.
@@ -102,8 +105,18 @@ async fn submit(
     client: Arc<IntezerClient>,
     message: SubmitFile,
 ) -> Result<Submitted, IntezerError> {
-    let upload = async {
-        match client
+    // While Intezer reports the quota used up, uploads are not even tried;
+    // the guard lets one probe through now and then.
+    if let Some(quota) = client.quota() {
+        if let Err(err) = quota.submissions_allowed() {
+            return Err(IntezerError::InsufficientQuota {
+                message: err.to_string(),
+            });
+        }
+    }
+    let priority = message.priority;
+    let upload = TASK_PRIORITY.scope(priority, async {
+        let outcome = match client
             .submit_file(&message.path, &message.file_name, message.deadline)
             .await
         {
@@ -112,8 +125,16 @@ async fn submit(
                 Ok(Submitted::AlreadyRunning { analysis_id })
             }
             Err(err) => Err(err),
+        };
+        if let Some(quota) = client.quota() {
+            match &outcome {
+                Ok(_) => quota.record_submission_success(),
+                Err(IntezerError::InsufficientQuota { .. }) => quota.open_submission_breaker(),
+                Err(_) => {}
+            }
         }
-    };
+        outcome
+    });
     let outcome = guard("Submitter", upload).await.unwrap_or_else(|panic| {
         Err(IntezerError::InvalidResponse {
             endpoint: "analyze",

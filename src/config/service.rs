@@ -56,6 +56,8 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("fetch_sub_analyses", KeyType::Bool),
     ("fetch_strings", KeyType::Bool),
     ("lookup_cache_seconds", KeyType::Integer),
+    ("quota_tier", KeyType::String),
+    ("file_scans_per_day", KeyType::Integer),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -99,6 +101,14 @@ pub struct ServiceConfig {
     /// Seconds a found analysis answers repeated lookups of the same hash
     /// without a call; 0 turns the cache off.
     pub lookup_cache_seconds: u64,
+    /// Preset of request rate and daily budget (`config/quota-tiers.yml`):
+    /// community, starter, business, enterprise, on_premise or custom.
+    /// Values of `requests_per_minute`, `requests_burst` and
+    /// `file_scans_per_day` that differ from their defaults override it.
+    pub quota_tier: String,
+    /// File scans (lookups, uploads, downloads) per UTC day for this
+    /// container; 0 means unlimited.
+    pub file_scans_per_day: u64,
 }
 
 impl Default for ServiceConfig {
@@ -127,6 +137,8 @@ impl Default for ServiceConfig {
             fetch_sub_analyses: true,
             fetch_strings: true,
             lookup_cache_seconds: 600,
+            quota_tier: "custom".to_string(),
+            file_scans_per_day: 0,
         }
     }
 }
@@ -171,6 +183,7 @@ impl ServiceConfig {
                 match key {
                     "base_url" => self.base_url = text,
                     "api_version" => self.api_version = text,
+                    "quota_tier" => self.quota_tier = text,
                     _ => self.api_key = Secret::new(text),
                 }
             }
@@ -202,6 +215,7 @@ impl ServiceConfig {
             "min_malware_genes" => &mut self.min_malware_genes,
             "requests_per_minute" => &mut self.requests_per_minute,
             "lookup_cache_seconds" => &mut self.lookup_cache_seconds,
+            "file_scans_per_day" => &mut self.file_scans_per_day,
             _ => &mut self.requests_burst,
         }
     }

@@ -30,7 +30,7 @@ use super::transport::{ApiRequest, Failure, RequestBody, Sink, Transport};
 use super::types::{
     Analysis, AnalysisState, CodeReuse, Iocs, QuotaUsage, StringEntry, SubAnalysis, Ttp,
 };
-use crate::quota::Limiter;
+use crate::quota::{current_priority, CallCost, CallOutcome, Limiter, QuotaError, QuotaGuard};
 use crate::telemetry::metrics::{metrics, status_class};
 
 pub use super::settings::{IntezerSettings, RetryPolicy, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
@@ -45,6 +45,7 @@ pub struct IntezerClient {
     transport: Transport,
     tokens: TokenCache,
     limiter: Option<Arc<Limiter>>,
+    quota: Option<Arc<QuotaGuard>>,
     retry: RetryPolicy,
     is_on_premise: bool,
 }
@@ -71,6 +72,7 @@ impl IntezerClient {
             transport,
             tokens: TokenCache::new(settings.api_key),
             limiter: None,
+            quota: None,
             retry: settings.retry,
             is_on_premise: settings.is_on_premise,
         })
@@ -79,6 +81,20 @@ impl IntezerClient {
     /// Makes every request take one token from `limiter` before it is sent,
     /// waiting no later than the call's deadline. Access-token requests do
     /// not take one.
+    /// Makes every request wait for `quota`: its request rate, its daily
+    /// file-scan budget (lookups, uploads and downloads cost one), its pause
+    /// after a 429 and its outage breaker. The request's priority is the
+    /// task's, from [`crate::quota::TASK_PRIORITY`].
+    pub fn with_quota(mut self, quota: Arc<QuotaGuard>) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// The quota guard, when one is set.
+    pub fn quota(&self) -> Option<&Arc<QuotaGuard>> {
+        self.quota.as_ref()
+    }
+
     pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Self {
         self.limiter = Some(limiter);
         self
@@ -417,6 +433,9 @@ impl IntezerClient {
     }
 }
 
+/// Pause after a 429 that names no wait.
+const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
+
 // === impl IntezerClient: retries, tokens and the rate limiter ===
 
 impl IntezerClient {
@@ -460,6 +479,13 @@ impl IntezerClient {
             };
             let error = failure.error;
             if let IntezerError::RateLimited { info, .. } = &error {
+                if let Some(quota) = &self.quota {
+                    // Nobody sends to this key until Intezer's wait is over.
+                    let wait = info.retry_after.unwrap_or(DEFAULT_429_PAUSE);
+                    if let Some(until) = Instant::now().checked_add(wait) {
+                        quota.pause_until(until);
+                    }
+                }
                 tracing::warn!(
                     endpoint,
                     status = 429,
@@ -559,6 +585,16 @@ impl IntezerClient {
             Ok(reply) => status_class(reply.status.as_u16()),
             Err(_) => "error",
         };
+        if let Some(quota) = &self.quota {
+            let call_outcome = match &outcome {
+                Ok(reply) if reply.status.is_success() => CallOutcome::Success,
+                Ok(reply) if reply.status.is_server_error() => CallOutcome::Transient,
+                Ok(_) => CallOutcome::Other,
+                Err(failure) if failure.error.is_transient() => CallOutcome::Transient,
+                Err(_) => CallOutcome::Other,
+            };
+            quota.record(call_outcome);
+        }
         metrics
             .intezer_requests
             .with_label_values(&[request.endpoint, class])
@@ -577,6 +613,26 @@ impl IntezerClient {
         endpoint: &'static str,
         deadline: Instant,
     ) -> Result<(), IntezerError> {
+        if let Some(quota) = &self.quota {
+            let cost = match endpoint {
+                endpoint::LATEST_ANALYSIS | endpoint::ANALYZE | endpoint::DOWNLOAD => {
+                    CallCost::FileScan
+                }
+                _ => CallCost::Free,
+            };
+            return match quota.acquire(cost, current_priority(), deadline).await {
+                Ok(_) => Ok(()),
+                Err(err) => {
+                    tracing::warn!(endpoint, error = %err, "request held back by the quota guard");
+                    let budget_exhausted = matches!(err, QuotaError::BudgetExhausted { .. });
+                    Err(IntezerError::QuotaHeld {
+                        endpoint,
+                        message: err.to_string(),
+                        budget_exhausted,
+                    })
+                }
+            };
+        }
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };

@@ -70,6 +70,12 @@ pub enum IntezerError {
     ResponseTooLarge { endpoint: &'static str, limit: u64 },
     #[error("the task deadline passed before {endpoint} could be retried")]
     DeadlineExceeded { endpoint: &'static str },
+    #[error("{endpoint}: not sent: {message}")]
+    QuotaHeld {
+        endpoint: &'static str,
+        message: String,
+        budget_exhausted: bool,
+    },
     #[error("invalid Intezer client setting: {0}")]
     Config(String),
     #[error("local file error for {path}: {message}")]
@@ -116,6 +122,7 @@ impl IntezerError {
             | IntezerError::InvalidResponse { .. }
             | IntezerError::ResponseTooLarge { .. }
             | IntezerError::DeadlineExceeded { .. }
+            | IntezerError::QuotaHeld { .. }
             | IntezerError::Config(_)
             | IntezerError::LocalFile { .. }
             | IntezerError::InvalidArgument { .. } => None,
@@ -140,6 +147,7 @@ impl IntezerError {
             | IntezerError::InvalidResponse { endpoint, .. }
             | IntezerError::ResponseTooLarge { endpoint, .. }
             | IntezerError::DeadlineExceeded { endpoint }
+            | IntezerError::QuotaHeld { endpoint, .. }
             | IntezerError::InvalidArgument { endpoint, .. } => Some(endpoint),
             IntezerError::InsufficientQuota { .. }
             | IntezerError::AlreadyRunning { .. }

@@ -31,3 +31,14 @@ pub use settings::{
     QuotaSettings, DEFAULT_MAX_JITTER, DEFAULT_OUTAGE_THRESHOLD, DEFAULT_PROBE_INTERVAL,
 };
 pub use tiers::{QuotaOverrides, CUSTOM_TIER, TIER_PRESETS_YAML};
+
+tokio::task_local! {
+    /// The AL priority of the task a request is made for; higher is served
+    /// first when tokens are scarce. Requests made outside a scope use 0.
+    pub static TASK_PRIORITY: i64;
+}
+
+/// The priority of the current task, or 0 outside [`TASK_PRIORITY`].
+pub fn current_priority() -> i64 {
+    TASK_PRIORITY.try_with(|priority| *priority).unwrap_or(0)
+}
