@@ -145,3 +145,41 @@ async fn concurrent_submissions_share_one_upload() {
         );
     }
 }
+
+/// After Intezer refuses an upload for quota, fifty more unknown files make
+/// no further upload attempt: the submission breaker holds them back.
+#[actix_rt::test]
+async fn quota_refusal_stops_later_uploads() {
+    use intezer_dynamic::intezer::IntezerError;
+    use intezer_dynamic::quota::{QuotaGuard, QuotaSettings};
+
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    Mock::given(method("POST"))
+        .and(path(api_path("/analyze")))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(json!({"error": "Insufficient quota"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let guard = Arc::new(QuotaGuard::new(QuotaSettings::default()).unwrap());
+    let actor = Submitter::new(Arc::new(client(&server).with_quota(guard)), 64).start();
+    let sample = common::sample("elf_true");
+    let deadline = Instant::now() + Duration::from_secs(10);
+
+    for index in 0..51u32 {
+        let message = SubmitFile {
+            path: sample.clone(),
+            file_name: format!("file-{index}"),
+            sha256: format!("{index:064x}"),
+            deadline,
+            priority: 1,
+        };
+        let answer = actor.send(message).await.unwrap().unwrap();
+        assert!(
+            matches!(answer, Err(IntezerError::InsufficientQuota { .. })),
+            "upload {index}: {answer:?}"
+        );
+    }
+}
