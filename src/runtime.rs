@@ -21,7 +21,7 @@ use crate::assemblyline::{
 };
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
-use crate::quota::{QuotaGuard, QuotaOverrides, QuotaSettings, CUSTOM_TIER};
+use crate::quota::{BreakerState, QuotaGuard, QuotaOverrides, QuotaSettings, CUSTOM_TIER};
 use crate::report::safelist::{Safelist, SharedSafelist};
 use crate::telemetry::metrics::metrics;
 
@@ -117,6 +117,62 @@ pub fn quota_settings(config: &ServiceConfig) -> Result<QuotaSettings, IntezerEr
     };
     QuotaSettings::resolve(&config.quota_tier, &overrides)
         .map_err(|err| IntezerError::Config(err.to_string()))
+}
+
+/// Interval between copies of the quota guard's state into the metrics.
+const QUOTA_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Copies the quota guard's state into the metrics every few seconds for as
+/// long as the actix system runs.
+fn export_quota_metrics(quota: Arc<QuotaGuard>) {
+    actix_rt::spawn(async move {
+        let mut previous = quota.snapshot();
+        let mut interval = tokio::time::interval(QUOTA_METRICS_INTERVAL);
+        loop {
+            interval.tick().await;
+            let now = quota.snapshot();
+            let metrics = metrics();
+            metrics
+                .quota_tokens_left
+                .set(now.tokens_left.map_or(-1, i64::from));
+            metrics
+                .quota_file_scans_left
+                .set(now.file_scans_left_today.map_or(-1, |left| left as i64));
+            metrics.quota_waiting.set(now.waiting as i64);
+            for (breaker, state) in [
+                ("outage", now.outage_breaker),
+                ("submission", now.submission_breaker),
+            ] {
+                let value = match state {
+                    BreakerState::Closed => 0,
+                    BreakerState::Open => 1,
+                    BreakerState::Probing => 2,
+                };
+                metrics
+                    .quota_breaker_state
+                    .with_label_values(&[breaker])
+                    .set(value);
+            }
+            let events = [
+                ("wait", now.waits, previous.waits),
+                ("rate_limited", now.rate_limited, previous.rate_limited),
+                ("deadline", now.deadline_errors, previous.deadline_errors),
+                ("budget", now.budget_rejections, previous.budget_rejections),
+                (
+                    "breaker",
+                    now.breaker_rejections,
+                    previous.breaker_rejections,
+                ),
+            ];
+            for (event, current, before) in events {
+                metrics
+                    .quota_events
+                    .with_label_values(&[event])
+                    .inc_by(current.saturating_sub(before));
+            }
+            previous = now;
+        }
+    });
 }
 
 /// Seeds the guard's count of today's file scans from Intezer, when the
@@ -219,6 +275,9 @@ pub async fn serve(
         "quota limits of this container (its share of the API key; 0 means unlimited)"
     );
     seed_quota(&intezer).await;
+    if let Some(quota) = intezer.quota() {
+        export_quota_metrics(quota.clone());
+    }
     let identity = Arc::new(service_identity(&manifest));
     let safelist = SharedSafelist::default();
     refresh_safelist(&client, &env.hostname, &safelist).await;

@@ -44,6 +44,17 @@ pub struct Metrics {
     pub analyses_in_flight: IntGauge,
     /// Labels: `heur_id`.
     pub heuristics: IntCounterVec,
+    /// Request tokens available now (estimate); -1 when unlimited.
+    pub quota_tokens_left: IntGauge,
+    /// File scans left until 00:00 UTC; -1 when unlimited.
+    pub quota_file_scans_left: IntGauge,
+    /// Calls waiting for a token.
+    pub quota_waiting: IntGauge,
+    /// Labels: `breaker` = outage, submission; value 0 closed, 1 open,
+    /// 2 probing.
+    pub quota_breaker_state: IntGaugeVec,
+    /// Labels: `event` = wait, rate_limited, deadline, budget, breaker.
+    pub quota_events: IntCounterVec,
     ready: AtomicBool,
 }
 
@@ -52,6 +63,14 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 /// The process's metrics, registered on first use.
 pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect("metric definition is valid");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("metric names are unique");
+    gauge
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -161,7 +180,44 @@ impl Metrics {
             .register(Box::new(analyses_in_flight.clone()))
             .expect("metric names are unique");
 
+        let quota_tokens_left = gauge(
+            &registry,
+            "quota_tokens_left",
+            "Request tokens available now (estimate); -1 when unlimited.",
+        );
+        let quota_file_scans_left = gauge(
+            &registry,
+            "quota_file_scans_left_today",
+            "File scans left until 00:00 UTC; -1 when unlimited.",
+        );
+        let quota_waiting = gauge(
+            &registry,
+            "quota_waiting",
+            "Calls waiting for a quota token.",
+        );
+        let quota_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "quota_breaker_state",
+                "Breaker state: 0 closed, 1 open, 2 probing.",
+            ),
+            &["breaker"],
+        )
+        .expect("metric definition is valid");
+        registry
+            .register(Box::new(quota_breaker_state.clone()))
+            .expect("metric names are unique");
+
         Metrics {
+            quota_tokens_left,
+            quota_file_scans_left,
+            quota_waiting,
+            quota_breaker_state,
+            quota_events: counter_vec(
+                &registry,
+                "quota_events_total",
+                "Quota guard events: waits, 429 pauses, deadline, budget and breaker rejections.",
+                &["event"],
+            ),
             task_duration,
             analysis_wait,
             intezer_request_duration,
