@@ -183,3 +183,78 @@ async fn quota_refusal_stops_later_uploads() {
         );
     }
 }
+
+/// A 429 with `Retry-After: 1` pauses every caller of the key: a request
+/// for another analysis, started as soon as the pause begins, is not sent
+/// until the pause is over (about 1 s later), and the limited request is
+/// retried after it too.
+#[actix_rt::test]
+async fn rate_limit_pauses_every_caller() {
+    use intezer_dynamic::quota::{QuotaGuard, QuotaSettings};
+
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    let first = "11111111-0000-4000-8000-000000000001";
+    let second = "22222222-0000-4000-8000-000000000002";
+    let finished = |id: &str| json!({"status": "succeeded", "result": {"analysis_id": id, "verdict": "malicious"}});
+    Mock::given(method("GET"))
+        .and(path(api_path(&format!("/analyses/{first}"))))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api_path(&format!("/analyses/{first}"))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(finished(first)))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api_path(&format!("/analyses/{second}"))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(finished(second)))
+        .mount(&server)
+        .await;
+    let guard = Arc::new(QuotaGuard::new(QuotaSettings::default()).unwrap());
+    let client = Arc::new(client(&server).with_quota(guard.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+
+    let limited = {
+        let client = client.clone();
+        actix_rt::spawn(async move { client.analysis(first, deadline).await })
+    };
+    while guard.snapshot().paused_until.is_none() {
+        tokio::task::yield_now().await;
+    }
+    let paused_at = std::time::Instant::now();
+    let during_pause = client.analysis(second, deadline).await;
+    let held_for = paused_at.elapsed();
+    let after_retry = limited.await.unwrap();
+
+    assert!(during_pause.is_ok(), "{during_pause:?}");
+    assert!(after_retry.is_ok(), "{after_retry:?}");
+    assert!(
+        held_for >= Duration::from_millis(900),
+        "sent {held_for:?} into a 1 s pause"
+    );
+    let order: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| request.url.path().to_string())
+        .filter(|path| path.contains("/analyses/"))
+        .collect();
+    let sent = |id: &str| {
+        order
+            .iter()
+            .filter(|path| **path == api_path(&format!("/analyses/{id}")))
+            .count()
+    };
+    assert_eq!(
+        sent(first),
+        2,
+        "the limited request is retried once: {order:?}"
+    );
+    assert_eq!(sent(second), 1, "{order:?}");
+}

@@ -461,16 +461,22 @@ impl Pipeline {
                 info!(sid = %task.sid, sha256 = %task.sha256, reason = %err, "Intezer cannot analyse the file");
                 return Ok(Err(Findings::Empty));
             }
-            Err(IntezerError::InsufficientQuota { message }) => {
-                warn!(sid = %task.sid, sha256 = %task.sha256, "Intezer quota used up; the file was not submitted");
+            Err(IntezerError::InsufficientQuota { message })
+            | Err(IntezerError::QuotaHeld {
+                endpoint: "analyze",
+                message,
+                ..
+            }) => {
+                warn!(sid = %task.sid, sha256 = %task.sha256, reason = %message, "the file was not submitted for lack of quota");
                 return Ok(Err(Findings::Note {
                     title: "Not submitted to Intezer".to_string(),
                     lines: vec![
-                        "Intezer does not know this file, and it was not submitted because the account's \
-                         quota of file scans is used up."
+                        "Intezer does not know this file, and it was not submitted because the \
+                         quota of file scans is used up or uploads are held back."
                             .to_string(),
-                        format!("Intezer's answer: {message}"),
-                        "The result is marked partial, so Assemblyline does not cache it.".to_string(),
+                        format!("Reason: {message}"),
+                        "The result is marked partial, so Assemblyline does not cache it."
+                            .to_string(),
                     ],
                     partial: true,
                 }));

@@ -50,6 +50,8 @@ pub enum IntezerBehaviour {
 pub struct RecordedCall {
     /// Position among all requests, from 1.
     pub seq: u64,
+    /// Time from the simulator's start to this request's arrival.
+    pub received_after: std::time::Duration,
     pub method: String,
     /// Full request path without the query string, such as
     /// `/api/v2-0/files/<sha256>`.
@@ -90,6 +92,8 @@ struct SimState {
 
 struct SimInner {
     calls: Vec<RecordedCall>,
+    /// When the simulator started; calls record their time from it.
+    started: std::time::Instant,
     /// Every token handed out by `POST /get-access-token`. None expires.
     issued_tokens: HashSet<String>,
     mode: Mode,
@@ -124,6 +128,7 @@ impl IntezerSimulator {
         let state = Arc::new(SimState {
             inner: Mutex::new(SimInner {
                 calls: Vec::new(),
+                started: std::time::Instant::now(),
                 issued_tokens: HashSet::new(),
                 mode,
             }),
@@ -285,8 +290,10 @@ impl SimInner {
             delay_ms = reply.delay.as_millis() as u64,
             "Intezer simulator request"
         );
+        let received_after = self.started.elapsed();
         self.calls.push(RecordedCall {
             seq,
+            received_after,
             method: request.method,
             path: request.path,
             route: reply.route.clone(),
