@@ -1528,3 +1528,41 @@ async fn concurrent_requests_are_each_recorded_once() {
     assert_eq!(sequence, (1..=20).collect::<Vec<_>>());
     handle.stop().await;
 }
+
+/// The default scenario's optional rate limit answers 429 with
+/// `Retry-After` past its per-minute allowance; access tokens are free.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_rate_limit_answers_429() {
+    let handle = start_default(DefaultOptions {
+        rate_limit_per_minute: Some(2),
+        ..DefaultOptions::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}v2-0/files/{}", handle.base_url(), "a".repeat(64));
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = http
+            .get(&url)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            response.status().as_u16(),
+            response.headers().get("Retry-After").is_some(),
+        ));
+    }
+    let token = http
+        .post(format!("{}v2-0/get-access-token", handle.base_url()))
+        .json(&serde_json::json!({"api_key": "k"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_ne!(statuses[0].0, 429);
+    assert_ne!(statuses[1].0, 429);
+    assert_eq!(statuses[2], (429, true));
+    assert_eq!(token.status().as_u16(), 200);
+}

@@ -10,7 +10,7 @@
 //! An uploaded file's analysis runs for a set number of status polls rather
 //! than for a set time, so tests need no clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub struct DefaultOptions {
     /// every other request except `GET /is-available` needs a token the
     /// simulator issued, or gets 401.
     pub api_key: Option<String>,
+    /// When set, requests (access tokens and `is-available` aside) beyond
+    /// this many in the last 60 s get HTTP 429 with `Retry-After`, like a
+    /// rate-limited Intezer key.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl fmt::Debug for DefaultOptions {
@@ -43,6 +47,7 @@ impl fmt::Debug for DefaultOptions {
             .field("polls_before_finished", &self.polls_before_finished)
             .field("latency", &self.latency)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .finish()
     }
 }
@@ -53,6 +58,7 @@ impl Default for DefaultOptions {
             polls_before_finished: 2,
             latency: Duration::ZERO,
             api_key: None,
+            rate_limit_per_minute: None,
         }
     }
 }
@@ -192,6 +198,8 @@ pub(crate) struct DefaultIntezer {
     /// Calls counted against the quota: hash lookups, accepted uploads and
     /// successful downloads, which the Intezer quota documentation lists.
     file_scans_used: u64,
+    /// Arrival times of the requests counted by the rate limit, oldest first.
+    recent_requests: VecDeque<std::time::Instant>,
 }
 
 // === impl DefaultIntezer ===
@@ -208,7 +216,43 @@ impl DefaultIntezer {
             extracted_files: HashMap::new(),
             string_operations: HashMap::new(),
             file_scans_used: 0,
+            recent_requests: VecDeque::new(),
         }
+    }
+
+    /// Answers 429 when the request is over the rate limit, and otherwise
+    /// counts it.
+    fn rate_limited(&mut self, endpoint: &Endpoint) -> Option<Reply> {
+        let limit = self.options.rate_limit_per_minute?;
+        if matches!(endpoint, Endpoint::GetAccessToken | Endpoint::IsAvailable) {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let window = Duration::from_secs(60);
+        while self
+            .recent_requests
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= window)
+        {
+            self.recent_requests.pop_front();
+        }
+        if self.recent_requests.len() < limit as usize {
+            self.recent_requests.push_back(now);
+            return None;
+        }
+        let oldest = *self.recent_requests.front()?;
+        let retry_after = window.saturating_sub(now.duration_since(oldest)).as_secs() + 1;
+        let mut reply = Reply::error(429, "Rate limit exceeded");
+        reply
+            .headers
+            .push(("Retry-After".to_string(), retry_after.to_string()));
+        reply
+            .headers
+            .push(("X-RateLimit-Limit".to_string(), limit.to_string()));
+        reply
+            .headers
+            .push(("X-RateLimit-Remaining".to_string(), "0".to_string()));
+        Some(reply)
     }
 
     pub fn require_authorization(&self) -> bool {
@@ -221,6 +265,9 @@ impl DefaultIntezer {
 
     /// Builds the response to one request and updates the state.
     pub fn respond(&mut self, request: &IncomingRequest, endpoint: Endpoint) -> Reply {
+        if let Some(reply) = self.rate_limited(&endpoint) {
+            return reply;
+        }
         let reply = match endpoint {
             Endpoint::GetAccessToken => self.get_access_token(request),
             Endpoint::IsAvailable => Reply::json(200, json!({ "is_available": true })),
