@@ -337,3 +337,49 @@ async fn safelisted_values_are_never_tagged() {
     intezer.stop().await;
     server.stop().await;
 }
+
+/// Under a request rate far below the demand, every task is still answered
+/// exactly once, with a result or a recoverable error, and the simulated
+/// key (limited above the service's rate) never answers 429.
+#[actix_rt::test]
+async fn overload_answers_every_task_once() {
+    let options = DefaultOptions {
+        rate_limit_per_minute: Some(40),
+        ..DefaultOptions::default()
+    };
+    let intezer = IntezerSimulator::start(IntezerBehaviour::Default(options), 0)
+        .await
+        .unwrap();
+    let mut overrides = config(&intezer.base_url());
+    overrides.insert("requests_per_minute".into(), json!(30));
+    overrides.insert("requests_burst".into(), json!(2));
+    let options = ServiceServerOptions {
+        files: SAMPLES.iter().map(|name| sim_file(name)).collect(),
+        config_overrides: overrides,
+        timeout_override: Some(8),
+        ..ServiceServerOptions::default()
+    };
+    let server = ServiceServerSimulator::start(options, 0).await.unwrap();
+
+    serve_until_limit(server.base_url(), SAMPLES.len(), 4)
+        .await
+        .unwrap();
+
+    let report = server
+        .wait_until_all_completed(Duration::from_secs(5))
+        .await;
+    assert_each_task_once(&report, SAMPLES.len());
+    for completion in &report.completions {
+        let recoverable = completion.body["response"]["status"] == "FAIL_RECOVERABLE";
+        let result = matches!(completion.kind, CompletionKind::Result);
+        assert!(result || recoverable, "{:#}", completion.body);
+    }
+    let rate_limited = intezer
+        .calls()
+        .iter()
+        .filter(|call| call.status == 429)
+        .count();
+    assert_eq!(rate_limited, 0);
+    intezer.stop().await;
+    server.stop().await;
+}
