@@ -119,6 +119,22 @@ pub fn quota_settings(config: &ServiceConfig) -> Result<QuotaSettings, IntezerEr
         .map_err(|err| IntezerError::Config(err.to_string()))
 }
 
+/// Interval between reads of Intezer's quota use after the first.
+const QUOTA_SEED_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Re-reads Intezer's quota use every [`QUOTA_SEED_INTERVAL`], so scans
+/// spent by other users of the key count here too.
+fn keep_quota_seeded(client: Arc<IntezerClient>) {
+    actix_rt::spawn(async move {
+        let mut interval = tokio::time::interval(QUOTA_SEED_INTERVAL);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            seed_quota(&client).await;
+        }
+    });
+}
+
 /// Interval between copies of the quota guard's state into the metrics.
 const QUOTA_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -275,6 +291,7 @@ pub async fn serve(
         "quota limits of this container (its share of the API key; 0 means unlimited)"
     );
     seed_quota(&intezer).await;
+    keep_quota_seeded(intezer.clone());
     if let Some(quota) = intezer.quota() {
         export_quota_metrics(quota.clone());
     }
