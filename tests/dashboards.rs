@@ -101,16 +101,37 @@ fn rates_use_rate_interval() {
 /// only once it has a label set.
 fn render_all_metrics() -> String {
     let metrics = metrics();
-    metrics.tasks_completed.with_label_values(&["result"]).inc_by(0);
+    metrics
+        .tasks_completed
+        .with_label_values(&["result"])
+        .inc_by(0);
     metrics.lookups.with_label_values(&["found"]).inc_by(0);
-    metrics.submissions.with_label_values(&["accepted"]).inc_by(0);
+    metrics
+        .submissions
+        .with_label_values(&["accepted"])
+        .inc_by(0);
     metrics.verdicts.with_label_values(&["malicious"]).inc_by(0);
-    metrics.extracted_files.with_label_values(&["intezer"]).inc_by(0);
-    metrics.intezer_requests.with_label_values(&["analyze", "2xx"]).inc_by(0);
-    metrics.intezer_request_duration.with_label_values(&["analyze"]).observe(0.1);
-    metrics.service_server_requests.with_label_values(&["get task", "200"]).inc_by(0);
+    metrics
+        .extracted_files
+        .with_label_values(&["intezer"])
+        .inc_by(0);
+    metrics
+        .intezer_requests
+        .with_label_values(&["analyze", "2xx"])
+        .inc_by(0);
+    metrics
+        .intezer_request_duration
+        .with_label_values(&["analyze"])
+        .observe(0.1);
+    metrics
+        .service_server_requests
+        .with_label_values(&["get task", "200"])
+        .inc_by(0);
     metrics.heuristics.with_label_values(&["1"]).inc_by(0);
-    metrics.quota_breaker_state.with_label_values(&["outage"]).set(0);
+    metrics
+        .quota_breaker_state
+        .with_label_values(&["outage"])
+        .set(0);
     metrics.quota_events.with_label_values(&["wait"]).inc_by(0);
     metrics.render()
 }

@@ -1,0 +1,172 @@
+//! A real Prometheus (Debian's `prometheus` package) scrapes the service's
+//! `/metrics` on loopback every second while the demo runs, then every
+//! query of the dashboard and every alert expression is evaluated through
+//! Prometheus's HTTP API. Skips, saying so, when `prometheus` is missing.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest wait for Prometheus to start and to scrape the service.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn query(http: &reqwest::Client, port: u16, expr: &str) -> Value {
+    let url = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query={}",
+        url::form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
+    );
+    match http.get(url).send().await {
+        Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Queries of the dashboard and expressions of the alert rules.
+fn expressions(root: &Path) -> Vec<String> {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("dashboards/intezer-dynamic.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| {
+            target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", "1m")
+        })
+        .collect();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("dashboards/alerts.yml")).unwrap())
+            .unwrap();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            exprs.push(rule["expr"].as_str().unwrap().to_string());
+        }
+    }
+    exprs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_and_evaluates_every_query() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: prometheus is not installed (apt-get install prometheus)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let prometheus_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: intezer-dynamic\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let binary = env!("CARGO_BIN_EXE_intezer-dynamic");
+    let samples = root.join("tests/fixtures/scenarios/samples");
+    let _demo = Killed(
+        Command::new(binary)
+            .args([
+                "demo",
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--linger",
+                "60",
+            ])
+            .arg(samples.join("elf_true"))
+            .arg(samples.join("elf_libxau.so"))
+            .arg(samples.join("pe_nsis_stub.exe"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the demo starts"),
+    );
+
+    // Wait until Prometheus holds samples of the finished demo.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let answer = query(
+            &http,
+            prometheus_port,
+            "sum(intezer_dynamic_tasks_completed_total)",
+        )
+        .await;
+        let value = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        if value == "3" {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT_LIMIT,
+            "Prometheus did not scrape the demo's 3 tasks: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Two more scrapes, so rates over the last minute have points.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let target = query(&http, prometheus_port, "up{job=\"intezer-dynamic\"}").await;
+    assert_eq!(target["data"]["result"][0]["value"][1], "1", "{target}");
+    let mut with_data = 0;
+    for expr in expressions(root) {
+        let answer = query(&http, prometheus_port, &expr).await;
+        assert_eq!(answer["status"], "success", "{expr}: {answer}");
+        if answer["data"]["result"]
+            .as_array()
+            .is_some_and(|result| !result.is_empty())
+        {
+            with_data += 1;
+        }
+    }
+    assert!(with_data >= 10, "only {with_data} queries returned data");
+}
