@@ -155,6 +155,7 @@ fn export_quota_metrics(quota: Arc<QuotaGuard>) {
                 .quota_file_scans_left
                 .set(now.file_scans_left_today.map_or(-1, |left| left as i64));
             metrics.quota_waiting.set(now.waiting as i64);
+            metrics.set_outage_breaker_open(now.outage_breaker == BreakerState::Open);
             for (breaker, state) in [
                 ("outage", now.outage_breaker),
                 ("submission", now.submission_breaker),

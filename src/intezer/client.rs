@@ -620,7 +620,12 @@ impl IntezerClient {
                 }
                 _ => CallCost::Free,
             };
-            return match quota.acquire(cost, current_priority(), deadline).await {
+            let waiting_since = std::time::Instant::now();
+            let acquired = quota.acquire(cost, current_priority(), deadline).await;
+            metrics()
+                .quota_wait
+                .observe(waiting_since.elapsed().as_secs_f64());
+            return match acquired {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     tracing::warn!(endpoint, error = %err, "request held back by the quota guard");

@@ -55,7 +55,11 @@ pub struct Metrics {
     pub quota_breaker_state: IntGaugeVec,
     /// Labels: `event` = wait, rate_limited, deadline, budget, breaker.
     pub quota_events: IntCounterVec,
+    /// Seconds a call waited for the quota guard before it was sent or
+    /// rejected.
+    pub quota_wait: Histogram,
     ready: AtomicBool,
+    outage_breaker_open: AtomicBool,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -207,7 +211,17 @@ impl Metrics {
             .register(Box::new(quota_breaker_state.clone()))
             .expect("metric names are unique");
 
+        let quota_wait = histogram(
+            &registry,
+            "quota_wait_seconds",
+            "Seconds a call waited for the quota guard.",
+            vec![
+                0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ],
+        );
+
         Metrics {
+            quota_wait,
             quota_tokens_left,
             quota_file_scans_left,
             quota_waiting,
@@ -274,6 +288,7 @@ impl Metrics {
             tasks_in_flight,
             registry,
             ready: AtomicBool::new(false),
+            outage_breaker_open: AtomicBool::new(false),
         }
     }
 
@@ -295,8 +310,15 @@ impl Metrics {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Whether the service is registered, taking tasks, and its outage
+    /// breaker is not open (Intezer is reachable as far as it knows).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.outage_breaker_open.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the outage breaker is open, for `/readyz`.
+    pub fn set_outage_breaker_open(&self, open: bool) {
+        self.outage_breaker_open.store(open, Ordering::SeqCst);
     }
 }
 
