@@ -11,10 +11,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use intezer_dynamic::config::{Secret, ServiceConfig};
-use intezer_dynamic::runtime::{self, ScanInput, ScanOutcome, ScanSettings};
-use intezer_dynamic::simulator::intezer::{IntezerBehaviour, IntezerSimulator};
-use intezer_dynamic::simulator::scenario::Scenario;
+use common::replay::replay_scenario;
+use intezer_dynamic::runtime::ScanOutcome;
 
 /// One section, reduced to what an analyst sees and AL scores.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,29 +130,7 @@ fn extracted(result: &Value) -> BTreeSet<String> {
 }
 
 async fn our_result(scenario_path: &Path) -> ScanOutcome {
-    let scenario = Scenario::load(scenario_path).unwrap();
-    let sample = scenario.sample_path().unwrap();
-    let env = common::environment(&[]);
-    let manifest = runtime::load_manifest(&env, None).unwrap();
-    let mut config = ServiceConfig::from_layers([&manifest.config, &scenario.config]).unwrap();
-    let params = scenario.submission_params.clone();
-    let simulator = IntezerSimulator::start(IntezerBehaviour::Scenario(scenario), 0)
-        .await
-        .unwrap();
-    config.base_url = simulator.base_url();
-    config.api_key = Secret::new("parity-key");
-    let settings = ScanSettings {
-        manifest,
-        config,
-        params,
-        concurrency: 1,
-        extract_dir: None,
-    };
-    let mut reports = runtime::scan(settings, vec![ScanInput { path: sample }])
-        .await
-        .unwrap();
-    simulator.stop().await;
-    reports.remove(0).outcome
+    replay_scenario(scenario_path, &[]).await.outcome
 }
 
 /// A section present on one side only, or present on both with different

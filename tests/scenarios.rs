@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use intezer_dynamic::config::environment::DEFAULT_SERVICE_TAG;
-use intezer_dynamic::config::{Secret, ServiceConfig};
-use intezer_dynamic::runtime::{self, ScanInput, ScanOutcome, ScanSettings};
-use intezer_dynamic::simulator::intezer::{IntezerBehaviour, IntezerSimulator, RecordedCall};
-use intezer_dynamic::simulator::scenario::Scenario;
+use common::replay::{replay_scenario, Replay};
+use intezer_dynamic::runtime::ScanOutcome;
 
 /// What the service must produce for a scenario.
 #[derive(Debug, Clone, Copy)]
@@ -77,52 +74,14 @@ fn expectations() -> HashMap<&'static str, Expect> {
     ])
 }
 
-struct Replay {
-    outcome: ScanOutcome,
-    calls: Vec<RecordedCall>,
-}
-
 /// Runs one scenario the way `scan --scenario FILE` does.
 async fn replay(path: &Path) -> Replay {
-    replay_with(path, &[]).await
+    replay_scenario(path, &[]).await
 }
 
 /// Runs one scenario with configuration overrides, like `--set`.
 async fn replay_with(path: &Path, overrides: &[(&str, Value)]) -> Replay {
-    let scenario = Scenario::load(path).unwrap();
-    let sample = scenario.sample_path().expect("scenario names a sample");
-    let env = common::environment(&[]);
-    let manifest = runtime::load_manifest(&env, None).unwrap();
-    assert_eq!(env.service_tag, DEFAULT_SERVICE_TAG);
-    let overrides: serde_json::Map<String, Value> = overrides
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.clone()))
-        .collect();
-    let mut config =
-        ServiceConfig::from_layers([&manifest.config, &scenario.config, &overrides]).unwrap();
-    let params = scenario.submission_params.clone();
-    let simulator = IntezerSimulator::start(IntezerBehaviour::Scenario(scenario), 0)
-        .await
-        .unwrap();
-    config.base_url = simulator.base_url();
-    config.api_key = Secret::new("scenario-key");
-
-    let settings = ScanSettings {
-        manifest,
-        config,
-        params,
-        concurrency: 1,
-        extract_dir: None,
-    };
-    let mut reports = runtime::scan(settings, vec![ScanInput { path: sample }])
-        .await
-        .unwrap();
-    let calls = simulator.calls();
-    simulator.stop().await;
-    Replay {
-        outcome: reports.remove(0).outcome,
-        calls,
-    }
+    replay_scenario(path, overrides).await
 }
 
 fn sections(result: &Value) -> Vec<(String, Option<u64>)> {

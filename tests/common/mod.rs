@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod intezer_mock;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
