@@ -59,7 +59,7 @@ async fn concurrent_lookups_share_one_request() {
     }
 }
 
-/// A found analysis answers a later lookup of the same hash from the cache.
+/// A found analysis serves a later lookup of the same hash from the cache.
 #[actix_rt::test]
 async fn repeated_lookup_uses_cache() {
     let server = MockServer::start().await;
@@ -147,7 +147,7 @@ async fn concurrent_submissions_share_one_upload() {
 }
 
 /// After Intezer refuses an upload for quota, fifty more unknown files make
-/// no further upload attempt: the submission breaker holds them back.
+/// no further upload attempt: the submission breaker keeps them back.
 #[actix_rt::test]
 async fn quota_refusal_stops_later_uploads() {
     use intezer_dynamic::intezer::IntezerError;
@@ -184,10 +184,10 @@ async fn quota_refusal_stops_later_uploads() {
     }
 }
 
-/// A 429 with `Retry-After: 1` pauses every caller of the key: a request
+/// A 429 with `Retry-After: 1` pauses every caller of the key. A request
 /// for another analysis, started as soon as the pause begins, is not sent
-/// until the pause is over (about 1 s later), and the limited request is
-/// retried after it too.
+/// until the pause is over, about 1 s later. The limited request is retried
+/// once the pause is over too.
 #[actix_rt::test]
 async fn rate_limit_pauses_every_caller() {
     use intezer_dynamic::quota::{QuotaGuard, QuotaSettings};

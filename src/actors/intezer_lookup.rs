@@ -3,7 +3,7 @@
 //! Takes [`LookupHash`] (latest analysis of a SHA-256), [`FetchAnalysis`]
 //! (one analysis by id, also used by the AnalysisWatcher to poll),
 //! [`FetchReport`] (IOCs, TTPs, sub-analyses and their details) and
-//! [`DownloadFile`] (a sub-file). Each answer is a typed outcome or an [`IntezerError`]. It
+//! [`DownloadFile`] (a sub-file). Each reply is a typed outcome or an [`IntezerError`]. It
 //! holds only the shared Intezer client, so a restart loses nothing but the
 //! requests in flight, whose senders then see a `StageError`.
 
@@ -73,7 +73,7 @@ pub struct IntezerLookup {
 }
 
 impl IntezerLookup {
-    /// `cache_for` is how long a found analysis answers repeated lookups
+    /// `cache_for` is how long a found analysis serves repeated lookups
     /// of the same hash without a call; zero turns the cache off.
     pub fn new(
         client: Arc<IntezerClient>,
@@ -152,7 +152,7 @@ impl Handler<LookupHash> for IntezerLookup {
         let key = (message.sha256.clone(), message.private_only);
         if let Some(analysis) = self.cache.get(&key) {
             metrics().lookups.with_label_values(&["cached"]).inc();
-            debug!(sha256 = %message.sha256, "hash lookup answered from the cache");
+            debug!(sha256 = %message.sha256, "hash lookup served from the cache");
             return Box::pin(async move { Ok(Ok(LookupOutcome::Found(Box::new(analysis)))) });
         }
 
@@ -180,7 +180,7 @@ impl Handler<LookupHash> for IntezerLookup {
 }
 
 /// Looks `message.sha256` up once. A panic in the client becomes an error,
-/// so every caller sharing the request gets an answer.
+/// so every caller sharing the request gets a reply.
 async fn lookup_hash(
     client: Arc<IntezerClient>,
     message: LookupHash,
@@ -230,7 +230,7 @@ impl Handler<FetchAnalysis> for IntezerLookup {
     }
 }
 
-/// Which parts of a report to read; each off switch removes its calls.
+/// Parts of a report to read. Each switch that is off removes its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportOptions {
     pub iocs: bool,
@@ -277,7 +277,7 @@ impl Handler<FetchReport> for IntezerLookup {
 }
 
 /// Reads IOCs, TTPs and sub-analyses at once. A part the plan or the
-/// analysis does not have (403, 404) is left empty; other failures of those
+/// analysis does not have (403, 404) is left empty. Other failures of those
 /// three fail the report, because the result would silently miss them. A
 /// sub-analysis's code reuse, metadata or strings that cannot be read are
 /// left out of that sub-analysis only.
@@ -388,8 +388,8 @@ async fn sub_analysis_details(
     })
 }
 
-/// Whether an error means Intezer has no such data for this analysis or
-/// plan, rather than a failure.
+/// Checks whether an error means Intezer has no such data for this
+/// analysis or plan, rather than a failure.
 fn is_absent(err: &IntezerError) -> bool {
     matches!(
         err,

@@ -286,7 +286,7 @@ impl Pipeline {
                     notes.push(format!("{sha256} not extracted: {reason}"));
                     let _ = std::fs::remove_file(&dest);
                     // A file Intezer does not have says nothing about the
-                    // next one; any other failure (a plan without downloads,
+                    // next one. Any other failure (a plan without downloads,
                     // the quota) would repeat, so the rest are skipped.
                     if !failure.not_available && !self.config.try_to_download_every_file {
                         let left = candidates.len() - index - 1;
@@ -500,8 +500,8 @@ impl Pipeline {
         let message = WatchAnalysis {
             analysis_id: analysis_id.to_string(),
             poll_interval: Duration::from_secs(self.config.polling_period_in_seconds.max(1)),
-            // Stop waiting a little before the deadline, so the task is
-            // answered with the analysis id instead of a bare timeout.
+            // Stop waiting a little before the deadline, so the task's
+            // error names the analysis id instead of a bare timeout.
             wait_until: limit.min(deadline - WAIT_MARGIN),
         };
         let waiting_since = std::time::Instant::now();
@@ -529,10 +529,10 @@ impl Pipeline {
     }
 }
 
-/// Why a sub-file could not be extracted.
+/// Reason a sub-file could not be extracted.
 struct SubFileFailure {
     reason: String,
-    /// Intezer answered that it does not have the file (HTTP 404).
+    /// Intezer responded that it does not have the file (HTTP 404).
     not_available: bool,
 }
 

@@ -53,7 +53,7 @@ const POLL_ERROR_PAUSE: Duration = Duration::from_secs(5);
 pub struct IntakeSettings {
     pub concurrency: usize,
     pub hostname: String,
-    /// Where each task's working folder is made.
+    /// Folder in which each task's working folder is made.
     pub tasking_dir: PathBuf,
     /// Stop after this many tasks (`AL_SERVICE_TASK_LIMIT`).
     pub task_limit: Option<u64>,
@@ -78,13 +78,13 @@ impl IntakeSettings {
     }
 }
 
-/// Counts of the tasks the intake answered.
+/// Counts of the tasks the intake completed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IntakeSummary {
     pub tasks: u64,
     pub results: u64,
     pub errors: u64,
-    /// Answers the service server did not accept even after retries.
+    /// Results or errors the service server did not accept even after retries.
     pub unposted: u64,
 }
 
@@ -242,7 +242,7 @@ impl Handler<IntakeStatus> for TaskIntake {
     }
 }
 
-/// One slot: poll, process, post, until stopped or the task limit is used.
+/// Runs one slot: poll, process, post, until stopped or the task limit is used.
 async fn run_slot(slot: usize, shared: &Shared) {
     let container_id = shared.settings.container_id(slot);
     while !shared.stopping.load(Ordering::SeqCst) {

@@ -63,7 +63,7 @@ pub struct Identity {
     pub tool_version: String,
 }
 
-/// What registration returned.
+/// Reply to a registration.
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub keep_alive: bool,
@@ -150,7 +150,7 @@ impl ServiceServerClient {
             .header("Service-Tool-Version", &self.identity.tool_version)
     }
 
-    /// Sends the request built by `build` until it gets an HTTP answer or
+    /// Sends the request built by `build` until it gets an HTTP response or
     /// `retry_until` passes, and returns the envelope's `api_response`.
     async fn call(
         &self,
@@ -497,7 +497,7 @@ impl ServiceServerClient {
         .await
     }
 
-    /// Checks that the service server answers `/healthz/live`.
+    /// Checks that the service server responds to `/healthz/live`.
     pub async fn is_live(&self) -> bool {
         let url = format!("{}/healthz/live", self.host);
         matches!(
@@ -533,8 +533,8 @@ fn describe(err: &reqwest::Error) -> String {
     text
 }
 
-/// The last non-empty line of a server message: Python tracebacks end with
-/// the validation error.
+/// Returns the last non-empty line of a server message, because Python
+/// tracebacks end with the validation error.
 fn last_line(message: &str) -> String {
     message
         .lines()

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::task::Task;
 
-/// How a section's body is displayed.
+/// Display format of a section's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
     Text,
@@ -145,7 +145,7 @@ impl Section {
         }
     }
 
-    /// Whether this section or a child raises a heuristic.
+    /// Checks whether this section or a child raises a heuristic.
     pub fn has_heuristic(&self) -> bool {
         self.heuristic.is_some() || self.children.iter().any(Section::has_heuristic)
     }
@@ -250,7 +250,7 @@ pub struct FileEntry {
     pub path: std::path::PathBuf,
 }
 
-/// What the service found, before it is rendered for one task.
+/// Findings of the service, before they are rendered for one task.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceResult {
     pub sections: Vec<Section>,
@@ -361,7 +361,7 @@ pub fn service_context(now: DateTime<Utc>) -> String {
     format!("Engine Update: {}", now.format("%Y-%m-%d"))
 }
 
-/// How a failed task is reported.
+/// Status of a failed task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorStatus {
     /// AL retries the task (at most three attempts in all).
@@ -402,8 +402,8 @@ impl TaskFailure {
     }
 
     /// Renders the error JSON posted as `error`. `sha256` and `service_name`
-    /// come from the raw task so that tasks which failed to parse can still
-    /// be answered.
+    /// come from the raw task so that tasks which failed to parse still
+    /// get an error posted.
     pub fn to_json(&self, sha256: &str, service_name: &str, identity: &ServiceIdentity) -> Value {
         let message = if self.message.trim().is_empty() {
             "unknown error"

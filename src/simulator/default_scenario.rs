@@ -220,8 +220,8 @@ impl DefaultIntezer {
         }
     }
 
-    /// Answers 429 when the request is over the rate limit, and otherwise
-    /// counts it.
+    /// Returns a 429 reply when the request is over the rate limit, and
+    /// otherwise counts it.
     fn rate_limited(&mut self, endpoint: &Endpoint) -> Option<Reply> {
         let limit = self.options.rate_limit_per_minute?;
         if matches!(endpoint, Endpoint::GetAccessToken | Endpoint::IsAvailable) {

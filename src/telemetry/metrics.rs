@@ -29,7 +29,7 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Labels: `source` = assemblyline, intezer.
     pub extracted_files: IntCounterVec,
-    /// Seconds from taking a task to posting its answer.
+    /// Seconds from taking a task to posting its result or error.
     pub task_duration: Histogram,
     /// Labels: `endpoint` (stable names such as `files.latest-analysis`),
     /// `status_class` = 2xx, 3xx, 4xx, 5xx, 429, error.
@@ -64,7 +64,7 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-/// The process's metrics, registered on first use.
+/// Returns the process's metrics, registered on first use.
 pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
@@ -292,7 +292,7 @@ impl Metrics {
         }
     }
 
-    /// The metrics in Prometheus' text format.
+    /// Renders the metrics in Prometheus's text format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();
@@ -311,7 +311,7 @@ impl Metrics {
     }
 
     /// Whether the service is registered, taking tasks, and its outage
-    /// breaker is not open (Intezer is reachable as far as it knows).
+    /// breaker is not open (so Intezer is reachable as far as the service can tell).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst) && !self.outage_breaker_open.load(Ordering::SeqCst)
     }
