@@ -199,6 +199,22 @@ impl SubmissionBreaker {
                 "submission breaker opened: Intezer reported insufficient quota for uploads"
             );
         }
+        self.set_open(now, reset_at);
+    }
+
+    /// Opens the breaker until the next 00:00 UTC because another container
+    /// that shares the API key reported insufficient quota.
+    pub(crate) fn open_for_peer(&mut self, now: Instant, utc_now: DateTime<Utc>) {
+        let reset_at = next_midnight(utc_now);
+        tracing::warn!(
+            %reset_at,
+            retry_in = ?self.probe_interval,
+            "submission breaker opened: another container reported insufficient quota for uploads"
+        );
+        self.set_open(now, reset_at);
+    }
+
+    fn set_open(&mut self, now: Instant, reset_at: DateTime<Utc>) {
         self.state = SubmissionState::Open {
             reset_at,
             probe_at: now + self.probe_interval,

@@ -6,6 +6,13 @@
 //! scan left. Waiters queue by priority, then by arrival, and only the head
 //! of the queue takes tokens. Every wait ends by the caller's deadline, and a
 //! wait that cannot fit is rejected at once.
+//!
+//! A guard built with [`QuotaGuard::shared`] enforces the key's limits in
+//! Redis for every container that uses the key: the head of the queue
+//! requests its token from Redis (see `shared_turn`), and while Redis is unreachable
+//! the guard enforces this container's share of the limits locally.
+
+mod shared_turn;
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -18,11 +25,17 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::breaker::{Admission, BreakerState, CallOutcome, OutageBreaker, SubmissionBreaker};
-use super::budget::DailyBudget;
+use super::budget::{next_midnight, DailyBudget};
 use super::clock::{lock, QuotaClock, SystemClock};
 use super::error::QuotaError;
 use super::rate::{RateGate, TokenCheck};
 use super::settings::QuotaSettings;
+use super::shared::{SharedQuota, SharedQuotaSettings, SharedSnapshot, SharedState};
+
+/// Maximum sleep of a waiter while a shared backend is configured, so that
+/// it notices a pause, a spent budget or a change between Redis and the
+/// local share within this time.
+const SHARED_RECHECK: Duration = Duration::from_secs(1);
 
 /// Cost of a call against the account's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +53,8 @@ pub struct Permit {
     cost: CallCost,
     /// UTC day the file scan was counted on, for [`QuotaGuard::refund`].
     counted_on: Option<NaiveDate>,
+    /// Whether the file scan was counted in Redis rather than locally.
+    counted_in_redis: bool,
     probe: bool,
 }
 
@@ -57,6 +72,10 @@ impl Permit {
 }
 
 /// The guard's state at one moment, for metrics.
+///
+/// The token and file-scan figures are those of the limiter in effect: the
+/// shared one while Redis enforces the limits (as last read from Redis),
+/// this container's otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaSnapshot {
     /// Estimated request tokens available now; `None` when unlimited.
@@ -64,6 +83,8 @@ pub struct QuotaSnapshot {
     pub file_scans_used_today: u64,
     /// File scans left until 00:00 UTC; `None` when unlimited.
     pub file_scans_left_today: Option<u64>,
+    /// The shared backend, when the guard has one.
+    pub shared: Option<SharedSnapshot>,
     /// End of the running 429 pause.
     pub paused_until: Option<Instant>,
     pub outage_breaker: BreakerState,
@@ -94,9 +115,12 @@ pub struct QuotaSnapshot {
 /// `K` supplies the time; [`QuotaGuard::new`] uses [`SystemClock`], and tests
 /// pass a [`ManualClock`](super::ManualClock) to [`QuotaGuard::with_clock`].
 pub struct QuotaGuard<K: QuotaClock = SystemClock> {
+    /// The limits of the API key. Without a shared backend they are also
+    /// the local ones; with it, the local limits are their share.
     settings: QuotaSettings,
     clock: K,
     state: Mutex<GuardState<K::Rate>>,
+    shared: Option<Arc<SharedQuota>>,
 }
 
 struct GuardState<R: governor::clock::Clock> {
@@ -110,6 +134,15 @@ struct GuardState<R: governor::clock::Clock> {
     outage: OutageBreaker,
     submissions: SubmissionBreaker,
     counters: Counters,
+    /// When the next shared token is due according to Redis's last reply,
+    /// until one is granted.
+    shared_ready_at: Option<Instant>,
+    /// Whether Redis enforced the limits at the previous turn, to notice
+    /// the start of a fallback.
+    shared_was_active: bool,
+    /// When the submission breaker was opened because another container
+    /// reported the quota used up, rather than this one.
+    uploads_closed_by_peer_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +165,10 @@ enum Turn {
     Granted(Permit),
     Failed(QuotaError),
     WaitUntil(Instant),
+    /// The waiter is the head and Redis decides: see `shared_turn`.
+    AskShared,
+    /// Redis did not reply, so decide again with the local share.
+    Retry,
 }
 
 // === impl QuotaGuard: construction ===
@@ -140,6 +177,27 @@ impl QuotaGuard<SystemClock> {
     /// Builds a guard on the system clock, or names the invalid setting.
     pub fn new(settings: QuotaSettings) -> Result<Self, QuotaError> {
         QuotaGuard::with_clock(settings, SystemClock::new())
+    }
+
+    /// Builds a guard whose `settings` are the limits of the whole API key,
+    /// enforced in Redis for every container whose guard uses the same
+    /// Redis and key. While Redis is unreachable, this guard enforces
+    /// [`QuotaSettings::share`] of them for `shared.fallback_containers`.
+    ///
+    /// Must be called inside a Tokio runtime, where a task connects to Redis
+    /// and keeps reading the shared state. Until its first attempt ends, the
+    /// local share applies. Fails on an invalid setting or Redis URL.
+    pub fn shared(
+        settings: QuotaSettings,
+        shared: SharedQuotaSettings,
+    ) -> Result<Self, QuotaError> {
+        settings.validate()?;
+        let local = settings.share(shared.fallback_containers);
+        let backend = SharedQuota::start(shared, &settings)?;
+        let mut guard = QuotaGuard::with_clock(local, SystemClock::new())?;
+        guard.settings = settings;
+        guard.shared = Some(backend);
+        Ok(guard)
     }
 }
 
@@ -157,20 +215,30 @@ impl<K: QuotaClock> QuotaGuard<K> {
             outage: OutageBreaker::new(settings.outage_threshold, settings.probe_interval),
             submissions: SubmissionBreaker::new(settings.probe_interval),
             counters: Counters::default(),
+            shared_ready_at: None,
+            shared_was_active: false,
+            uploads_closed_by_peer_at: None,
         };
         Ok(QuotaGuard {
             settings,
             clock,
             state: Mutex::new(state),
+            shared: None,
         })
     }
 
+    /// Returns the API key's limits (see [`QuotaGuard::shared`]).
     pub fn settings(&self) -> &QuotaSettings {
         &self.settings
     }
 
     pub fn clock(&self) -> &K {
         &self.clock
+    }
+
+    /// Returns the shared backend, when the guard has one.
+    pub fn shared_backend(&self) -> Option<&Arc<SharedQuota>> {
+        self.shared.as_ref()
     }
 }
 
@@ -195,10 +263,18 @@ impl<K: QuotaClock> QuotaGuard<K> {
         let ticket = self.enqueue(priority);
         let mut waited = false;
         loop {
-            let wake_at = match self.next_turn(&ticket, cost, deadline) {
+            let mut turn = self.next_turn(&ticket, cost, deadline);
+            if let (Turn::AskShared, Some(shared)) = (&turn, &self.shared) {
+                turn = self.shared_turn(shared, &ticket, cost, deadline).await;
+            }
+            let wake_at = match turn {
                 Turn::Granted(permit) => return Ok(permit),
                 Turn::Failed(err) => return Err(err),
+                Turn::WaitUntil(at) if self.shared.is_some() => {
+                    at.min(self.clock.now() + SHARED_RECHECK)
+                }
                 Turn::WaitUntil(at) => at,
+                Turn::AskShared | Turn::Retry => continue,
             };
             if !waited {
                 waited = true;
@@ -239,14 +315,16 @@ impl<K: QuotaClock> QuotaGuard<K> {
         let utc_now = self.clock.utc_now();
         let mut state = lock(&self.state);
         let state = &mut *state;
+        let shared = self.follow_shared(state, now, utc_now);
 
-        // Fail fast while Intezer looks down or the budget is spent.
+        // Fail fast while Intezer looks down or the budget is spent. Redis
+        // checks the shared budget itself.
         let admission = state.outage.admission(now);
         if let Admission::Reject(until) = admission {
             state.counters.breaker_rejections += 1;
             return state.fail(ticket.key, QuotaError::breaker_open(until, now));
         }
-        if cost == CallCost::FileScan {
+        if cost == CallCost::FileScan && shared.is_none() {
             if let Some(until) = state.budget.exhausted_until(utc_now) {
                 state.counters.budget_rejections += 1;
                 return state.fail(ticket.key, QuotaError::BudgetExhausted { until });
@@ -266,13 +344,19 @@ impl<K: QuotaClock> QuotaGuard<K> {
         // head, unless even the earliest turn they could get is too late.
         let ahead = state.queue.range(..ticket.key).count();
         if ahead > 0 {
-            let earliest = state.rate.earliest_turn(ahead, now);
+            let earliest = match shared {
+                Some(_) => state.shared_earliest_turn(ahead, now, &self.settings),
+                None => state.rate.earliest_turn(ahead, now),
+            };
             if earliest > deadline || now >= deadline {
                 state.counters.deadline_errors += 1;
                 let ready_at = earliest.max(now);
                 return state.fail(ticket.key, QuotaError::deadline_too_close(ready_at, now));
             }
             return Turn::WaitUntil(deadline);
+        }
+        if shared.is_some() {
+            return Turn::AskShared;
         }
 
         match state.rate.try_take(now) {
@@ -287,6 +371,9 @@ impl<K: QuotaClock> QuotaGuard<K> {
                     // The budget was checked above under the same lock.
                     CallCost::FileScan => state.budget.take(utc_now).ok(),
                 };
+                if let (Some(day), Some(backend)) = (counted_on, &self.shared) {
+                    backend.note_fallback_scan(day);
+                }
                 let probe = admission == Admission::Probe;
                 if probe {
                     state.outage.start_probe(now);
@@ -295,6 +382,7 @@ impl<K: QuotaClock> QuotaGuard<K> {
                 Turn::Granted(Permit {
                     cost,
                     counted_on,
+                    counted_in_redis: false,
                     probe,
                 })
             }
@@ -330,6 +418,10 @@ impl<K: QuotaClock> QuotaGuard<K> {
             "pausing Intezer requests after HTTP 429"
         );
         state.paused_until = Some(until);
+        drop(state);
+        if let Some(backend) = &self.shared {
+            backend.publish_pause(until.saturating_duration_since(now));
+        }
     }
 
     /// Feeds the outage breaker the outcome of a sent request: success or
@@ -343,10 +435,21 @@ impl<K: QuotaClock> QuotaGuard<K> {
     /// Rejects uploads until the next 00:00 UTC, after Intezer responded to one
     /// with insufficient quota. A probe upload is let through every
     /// `probe_interval`; [`QuotaGuard::record_submission_success`] closes it.
+    /// With a shared backend, the other containers stop their uploads too.
     pub fn open_submission_breaker(&self) {
         let now = self.clock.now();
         let utc_now = self.clock.utc_now();
-        lock(&self.state).submissions.open(now, utc_now);
+        {
+            let mut state = lock(&self.state);
+            state.submissions.open(now, utc_now);
+            state.uploads_closed_by_peer_at = None;
+        }
+        if let Some(backend) = &self.shared {
+            let left = (next_midnight(utc_now) - utc_now)
+                .to_std()
+                .unwrap_or_default();
+            backend.publish_uploads_closed(left);
+        }
     }
 
     /// Checks whether an upload may be sent. While the submission breaker is
@@ -355,26 +458,47 @@ impl<K: QuotaClock> QuotaGuard<K> {
     pub fn submissions_allowed(&self) -> Result<(), QuotaError> {
         let now = self.clock.now();
         let utc_now = self.clock.utc_now();
-        lock(&self.state)
+        let mut state = lock(&self.state);
+        self.follow_shared_uploads(&mut state, now, utc_now);
+        state
             .submissions
             .allow(now, utc_now)
             .map_err(|until| QuotaError::QuotaExhausted { until })
     }
 
-    /// Closes the submission breaker after an upload succeeded.
+    /// Closes the submission breaker after an upload succeeded, in every
+    /// container when the backend is shared.
     pub fn record_submission_success(&self) {
-        lock(&self.state).submissions.close();
+        {
+            let mut state = lock(&self.state);
+            state.submissions.close();
+            state.uploads_closed_by_peer_at = None;
+        }
+        if let Some(backend) = &self.shared {
+            backend.publish_uploads_reopened();
+        }
     }
 
     /// Raises today's count of used file scans to `used`, as read from
     /// Intezer's current-quota-usage response. The count is never lowered,
     /// because scans in flight may not show in Intezer's number yet.
     ///
+    /// With a shared backend, `used` raises the shared count, and the local
+    /// share counts this container's part of it, `used / containers`.
+    ///
     /// NOTE: Intezer's quota may be daily, weekly or monthly (its `type`
     /// field), while this budget is daily; seed only from a daily quota.
     pub fn seed_used_today(&self, used: u64) {
         let utc_now = self.clock.utc_now();
-        lock(&self.state).budget.seed(used, utc_now);
+        let Some(backend) = &self.shared else {
+            lock(&self.state).budget.seed(used, utc_now);
+            return;
+        };
+        let containers = u64::from(backend.settings().fallback_containers);
+        lock(&self.state)
+            .budget
+            .seed(used.div_ceil(containers), utc_now);
+        backend.publish_seed(utc_now.date_naive(), used);
     }
 
     /// Gives back the file scan of a permit whose request was not sent, or
@@ -384,6 +508,10 @@ impl<K: QuotaClock> QuotaGuard<K> {
         let Some(day) = permit.counted_on else {
             return;
         };
+        if let (true, Some(backend)) = (permit.counted_in_redis, &self.shared) {
+            backend.publish_refund(day);
+            return;
+        }
         let utc_now = self.clock.utc_now();
         lock(&self.state).budget.refund(day, utc_now);
     }
@@ -393,16 +521,32 @@ impl<K: QuotaClock> QuotaGuard<K> {
         let now = self.clock.now();
         let utc_now = self.clock.utc_now();
         let mut state = lock(&self.state);
+        // Take over a pause another container reported, as a turn would.
+        self.follow_shared(&mut state, now, utc_now);
         let paused_until = state.paused_until.filter(|until| *until > now);
-        let tokens_left =
-            state
-                .rate
-                .tokens_at(now)
-                .map(|tokens| if paused_until.is_some() { 0 } else { tokens });
+        let mut tokens_left = state.rate.tokens_at(now);
+        let mut file_scans_used_today = state.budget.used(utc_now);
+        let mut file_scans_left_today = state.budget.remaining(utc_now);
+        let shared = self
+            .shared
+            .as_ref()
+            .map(|backend| backend.snapshot(utc_now.date_naive()));
+        if let Some(shared) = shared
+            .as_ref()
+            .filter(|shared| shared.state == SharedState::Shared)
+        {
+            // Redis enforces the limits, so its figures are the ones in effect.
+            tokens_left = shared.tokens_left.or(tokens_left);
+            if let Some(used) = shared.file_scans_used_today {
+                file_scans_used_today = used;
+                file_scans_left_today = shared.file_scans_left_today;
+            }
+        }
         QuotaSnapshot {
-            tokens_left,
-            file_scans_used_today: state.budget.used(utc_now),
-            file_scans_left_today: state.budget.remaining(utc_now),
+            tokens_left: tokens_left.map(|tokens| if paused_until.is_some() { 0 } else { tokens }),
+            file_scans_used_today,
+            file_scans_left_today,
+            shared,
             paused_until,
             outage_breaker: state.outage.state(),
             outage_next_probe_at: state.outage.next_probe_at(),

@@ -10,7 +10,9 @@
 //! * `clock` supplies time, real ([`SystemClock`]) or test ([`ManualClock`]);
 //! * `settings` and `tiers` build [`QuotaSettings`], the latter from the
 //!   presets in `config/quota-tiers.yml`;
-//! * `limiter` keeps the plain [`Limiter`] the HTTP client uses.
+//! * `limiter` keeps the plain [`Limiter`] the HTTP client uses;
+//! * `shared` keeps one key's limits in Redis for every container that uses
+//!   the key, with [`QuotaGuard::shared`].
 
 mod breaker;
 mod budget;
@@ -20,6 +22,7 @@ mod guard;
 mod limiter;
 mod rate;
 mod settings;
+pub mod shared;
 mod tiers;
 
 pub use breaker::{BreakerState, CallOutcome};
@@ -30,6 +33,7 @@ pub use limiter::Limiter;
 pub use settings::{
     QuotaSettings, DEFAULT_MAX_JITTER, DEFAULT_OUTAGE_THRESHOLD, DEFAULT_PROBE_INTERVAL,
 };
+pub use shared::{SharedQuotaSettings, SharedSnapshot, SharedState};
 pub use tiers::{QuotaOverrides, CUSTOM_TIER, TIER_PRESETS_YAML};
 
 tokio::task_local! {

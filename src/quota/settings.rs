@@ -69,6 +69,28 @@ impl QuotaSettings {
         }
         Ok(())
     }
+
+    /// Returns one container's share when `containers` share these limits:
+    /// the rate, burst and daily budget divided by `containers`, rounded
+    /// down. A limit that is set stays at least 1, so it never turns into
+    /// "unlimited". With more containers than the limit, the shares then add
+    /// up to more than the whole.
+    pub fn share(&self, containers: u32) -> QuotaSettings {
+        let containers = containers.max(1);
+        let divide = |value: u32| match value {
+            0 => 0,
+            value => (value / containers).max(1),
+        };
+        QuotaSettings {
+            requests_per_minute: divide(self.requests_per_minute),
+            burst: (self.burst / containers).max(1),
+            file_scans_per_day: match self.file_scans_per_day {
+                0 => 0,
+                scans => (scans / u64::from(containers)).max(1),
+            },
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +141,41 @@ mod tests {
         };
         let message = settings.validate().unwrap_err().to_string();
         assert!(message.contains("probe_interval is 0"), "{message}");
+    }
+
+    #[test]
+    fn share_divides_limits_rounding_down() {
+        let key = QuotaSettings {
+            requests_per_minute: 120,
+            burst: 20,
+            file_scans_per_day: 2000,
+            ..QuotaSettings::default()
+        };
+        let share = key.share(8);
+        assert_eq!(share.requests_per_minute, 15);
+        assert_eq!(share.burst, 2);
+        assert_eq!(share.file_scans_per_day, 250);
+        assert_eq!(share.outage_threshold, key.outage_threshold);
+    }
+
+    #[test]
+    fn share_keeps_set_limits_at_least_one() {
+        let key = QuotaSettings {
+            requests_per_minute: 10,
+            burst: 2,
+            file_scans_per_day: 10,
+            ..QuotaSettings::default()
+        };
+        let share = key.share(20);
+        assert_eq!(share.requests_per_minute, 1);
+        assert_eq!(share.burst, 1);
+        assert_eq!(share.file_scans_per_day, 1);
+    }
+
+    #[test]
+    fn share_keeps_unlimited_unlimited() {
+        let share = QuotaSettings::default().share(4);
+        assert_eq!(share.requests_per_minute, 0);
+        assert_eq!(share.file_scans_per_day, 0);
     }
 }
