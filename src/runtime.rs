@@ -21,7 +21,10 @@ use crate::assemblyline::{
 };
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
-use crate::quota::{BreakerState, QuotaGuard, QuotaOverrides, QuotaSettings, CUSTOM_TIER};
+use crate::quota::{
+    BreakerState, QuotaGuard, QuotaOverrides, QuotaSettings, QuotaSnapshot, SharedQuotaSettings,
+    SharedState, CUSTOM_TIER,
+};
 use crate::report::safelist::{Safelist, SharedSafelist};
 use crate::telemetry::metrics::metrics;
 
@@ -93,9 +96,26 @@ pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerEr
         ..RetryPolicy::default()
     };
     settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
-    let quota = QuotaGuard::new(quota_settings(config)?)
-        .map_err(|err| IntezerError::Config(err.to_string()))?;
+    let limits = quota_settings(config)?;
+    let quota = match shared_quota_settings(config) {
+        Some(shared) => QuotaGuard::shared(limits, shared),
+        None => QuotaGuard::new(limits),
+    }
+    .map_err(|err| IntezerError::Config(err.to_string()))?;
     Ok(IntezerClient::new(settings)?.with_quota(Arc::new(quota)))
+}
+
+/// The shared quota backend of `config`, when `quota_redis_url` is set.
+pub fn shared_quota_settings(config: &ServiceConfig) -> Option<SharedQuotaSettings> {
+    if config.quota_redis_url.is_empty() {
+        return None;
+    }
+    let containers = u32::try_from(config.quota_redis_fallback_containers).unwrap_or(u32::MAX);
+    Some(SharedQuotaSettings::new(
+        config.quota_redis_url.clone(),
+        &config.api_key,
+        containers,
+    ))
 }
 
 /// The quota settings of `config`: the `quota_tier` preset, with
@@ -118,6 +138,10 @@ pub fn quota_settings(config: &ServiceConfig) -> Result<QuotaSettings, IntezerEr
     QuotaSettings::resolve(&config.quota_tier, &overrides)
         .map_err(|err| IntezerError::Config(err.to_string()))
 }
+
+/// Longest wait at start for the first connection to Redis, after which the
+/// service takes tasks with the local share of the quota.
+const FIRST_REDIS_CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// Interval between reads of Intezer's quota use after the first.
 const QUOTA_SEED_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -155,6 +179,7 @@ fn export_quota_metrics(quota: Arc<QuotaGuard>) {
                 .quota_file_scans_left
                 .set(now.file_scans_left_today.map_or(-1, |left| left as i64));
             metrics.quota_waiting.set(now.waiting as i64);
+            export_shared_quota(&now);
             metrics.set_outage_breaker_open(now.outage_breaker == BreakerState::Open);
             for (breaker, state) in [
                 ("outage", now.outage_breaker),
@@ -190,6 +215,35 @@ fn export_quota_metrics(quota: Arc<QuotaGuard>) {
             previous = now;
         }
     });
+}
+
+/// Copies the shared backend's state and figures into the metrics; -1 where
+/// a figure is unknown, unlimited, or there is no shared backend.
+fn export_shared_quota(snapshot: &QuotaSnapshot) {
+    let metrics = metrics();
+    let unknown = -1;
+    let Some(shared) = &snapshot.shared else {
+        metrics.quota_backend_state.set(0);
+        metrics.quota_shared_tokens_left.set(unknown);
+        metrics.quota_shared_file_scans_used.set(unknown);
+        metrics.quota_shared_file_scans_left.set(unknown);
+        return;
+    };
+    let state = match shared.state {
+        SharedState::Shared => 1,
+        SharedState::Connecting | SharedState::Fallback => 2,
+    };
+    let as_gauge = |value: Option<u64>| value.map_or(unknown, |value| value as i64);
+    metrics.quota_backend_state.set(state);
+    metrics
+        .quota_shared_tokens_left
+        .set(shared.tokens_left.map_or(unknown, i64::from));
+    metrics
+        .quota_shared_file_scans_used
+        .set(as_gauge(shared.file_scans_used_today));
+    metrics
+        .quota_shared_file_scans_left
+        .set(as_gauge(shared.file_scans_left_today));
 }
 
 /// Seeds the guard's count of today's file scans from Intezer, when the
@@ -260,8 +314,11 @@ pub async fn serve(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let config =
+    let mut config =
         ServiceConfig::from_layers([&manifest.config, &server_config, &options.overrides])?;
+    if let Some(url) = &env.quota_redis_url {
+        config.quota_redis_url = url.clone();
+    }
     config.require_api_key()?;
     let timeout = registration
         .service_config
@@ -284,13 +341,36 @@ pub async fn serve(
     let concurrency = options.concurrency.max(1);
     let intezer = Arc::new(intezer_client(&config)?);
     let limits = quota_settings(&config)?;
-    info!(
-        tier = %config.quota_tier,
-        requests_per_minute = limits.requests_per_minute,
-        burst = limits.burst,
-        file_scans_per_day = limits.file_scans_per_day,
-        "quota limits of this container (its share of the API key; 0 means unlimited)"
-    );
+    match intezer.quota().and_then(|quota| quota.shared_backend()) {
+        None => info!(
+            tier = %config.quota_tier,
+            requests_per_minute = limits.requests_per_minute,
+            burst = limits.burst,
+            file_scans_per_day = limits.file_scans_per_day,
+            "quota limits of this container (its share of the API key; 0 means unlimited)"
+        ),
+        Some(backend) => {
+            let state = backend
+                .wait_for_state(FIRST_REDIS_CONNECTION_WAIT, |state| {
+                    state != SharedState::Connecting
+                })
+                .await;
+            let fallback_containers = backend.settings().fallback_containers;
+            info!(
+                tier = %config.quota_tier,
+                requests_per_minute = limits.requests_per_minute,
+                burst = limits.burst,
+                file_scans_per_day = limits.file_scans_per_day,
+                redis = %backend.settings().redacted_url(),
+                ?state,
+                fallback_containers,
+                "quota limits of the whole API key, shared through Redis (0 means unlimited)"
+            );
+            if fallback_containers == 1 {
+                warn!("quota_redis_fallback_containers is 1: while Redis is unreachable, every container uses the whole key's limits");
+            }
+        }
+    }
     seed_quota(&intezer).await;
     keep_quota_seeded(intezer.clone());
     if let Some(quota) = intezer.quota() {

@@ -30,6 +30,9 @@ pub struct Environment {
     pub tasking_dir: PathBuf,
     /// `SERVICE_TAG`: substituted for `$SERVICE_TAG` in the manifest.
     pub service_tag: String,
+    /// `QUOTA_REDIS_URL`: replaces the `quota_redis_url` configuration key,
+    /// so the Redis password can come from a Kubernetes secret.
+    pub quota_redis_url: Option<Secret>,
 }
 
 /// Reads a boolean environment value: true, false, 1, 0, yes or no.
@@ -124,6 +127,7 @@ impl Environment {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             service_tag: text("SERVICE_TAG").unwrap_or_else(|| DEFAULT_SERVICE_TAG.to_string()),
+            quota_redis_url: text("QUOTA_REDIS_URL").map(Secret::new),
         })
     }
 
@@ -172,6 +176,20 @@ mod tests {
         assert_eq!(env.task_limit, Some(12));
         assert_eq!(env.task_request_timeout, Duration::from_millis(500));
         assert_eq!(env.hostname, "alsvc-intezer-1");
+    }
+
+    #[test]
+    fn quota_redis_url_is_read_as_secret() {
+        let env = env(&[("QUOTA_REDIS_URL", "redis://:hunter2@redis:6379")]).unwrap();
+        let url = env.quota_redis_url.expect("the variable is set");
+        assert_eq!(url.expose(), "redis://:hunter2@redis:6379");
+        assert_eq!(format!("{url:?}"), "<redacted>");
+    }
+
+    #[test]
+    fn blank_quota_redis_url_is_unset() {
+        let env = env(&[("QUOTA_REDIS_URL", "  ")]).unwrap();
+        assert_eq!(env.quota_redis_url, None);
     }
 
     #[test]

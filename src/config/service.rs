@@ -58,6 +58,8 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("lookup_cache_seconds", KeyType::Integer),
     ("quota_tier", KeyType::String),
     ("file_scans_per_day", KeyType::Integer),
+    ("quota_redis_url", KeyType::String),
+    ("quota_redis_fallback_containers", KeyType::Integer),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -109,6 +111,14 @@ pub struct ServiceConfig {
     /// File scans (lookups, uploads, downloads) per UTC day for this
     /// container; 0 means unlimited.
     pub file_scans_per_day: u64,
+    /// Redis URL (`redis://` or `rediss://`, password allowed) where every
+    /// container using the API key shares its quota; empty keeps the quota
+    /// in each container. When set, the quota settings are the whole key's.
+    /// The `QUOTA_REDIS_URL` environment variable replaces it.
+    pub quota_redis_url: Secret,
+    /// Containers that share the key. While Redis is unreachable, each
+    /// container enforces this fraction of the key's limits.
+    pub quota_redis_fallback_containers: u64,
 }
 
 impl Default for ServiceConfig {
@@ -139,6 +149,8 @@ impl Default for ServiceConfig {
             lookup_cache_seconds: 600,
             quota_tier: "custom".to_string(),
             file_scans_per_day: 0,
+            quota_redis_url: Secret::default(),
+            quota_redis_fallback_containers: 1,
         }
     }
 }
@@ -184,6 +196,7 @@ impl ServiceConfig {
                     "base_url" => self.base_url = text,
                     "api_version" => self.api_version = text,
                     "quota_tier" => self.quota_tier = text,
+                    "quota_redis_url" => self.quota_redis_url = Secret::new(text),
                     _ => self.api_key = Secret::new(text),
                 }
             }
@@ -216,6 +229,7 @@ impl ServiceConfig {
             "requests_per_minute" => &mut self.requests_per_minute,
             "lookup_cache_seconds" => &mut self.lookup_cache_seconds,
             "file_scans_per_day" => &mut self.file_scans_per_day,
+            "quota_redis_fallback_containers" => &mut self.quota_redis_fallback_containers,
             _ => &mut self.requests_burst,
         }
     }
@@ -264,7 +278,7 @@ pub fn parse_typed(key: &str, raw: &str, expected: KeyType) -> Result<Value, Con
     let invalid = || ConfigError::InvalidType {
         key: key.to_string(),
         expected: expected.name(),
-        value: if key == "api_key" {
+        value: if is_secret_key(key) {
             "<redacted>".to_string()
         } else {
             raw.to_string()
@@ -286,11 +300,16 @@ pub fn parse_typed(key: &str, raw: &str, expected: KeyType) -> Result<Value, Con
 }
 
 fn redact_if_secret(key: &str, value: &Value) -> String {
-    if key == "api_key" {
+    if is_secret_key(key) {
         "<redacted>".to_string()
     } else {
         value.to_string()
     }
+}
+
+/// Keys whose values may hold a password: the API key, and the Redis URL.
+fn is_secret_key(key: &str) -> bool {
+    matches!(key, "api_key" | "quota_redis_url")
 }
 
 #[cfg(test)]
@@ -367,6 +386,26 @@ mod tests {
         assert!(config.require_api_key().is_err());
         config.api_key = Secret::new("0000-real");
         assert!(config.require_api_key().is_ok());
+    }
+
+    #[test]
+    fn redis_url_is_a_secret() {
+        let config = ServiceConfig::from_layers([&layer(
+            json!({"quota_redis_url": "redis://:hunter2@127.0.0.1:6379"}),
+        )])
+        .unwrap();
+        assert_eq!(
+            config.quota_redis_url.expose(),
+            "redis://:hunter2@127.0.0.1:6379"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_url_never_in_type_error() {
+        let err = ServiceConfig::from_layers([&layer(json!({"quota_redis_url": ["hunter2"]}))])
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

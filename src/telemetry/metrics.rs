@@ -58,6 +58,19 @@ pub struct Metrics {
     /// Seconds a call waited for the quota guard before it was sent or
     /// rejected.
     pub quota_wait: Histogram,
+    /// Where the quota is enforced: 0 in this container (no Redis set),
+    /// 1 shared in Redis, 2 this container's share while Redis is
+    /// unreachable.
+    pub quota_backend_state: IntGauge,
+    /// Request tokens in the shared bucket, as last read; -1 when unknown,
+    /// unlimited or not shared.
+    pub quota_shared_tokens_left: IntGauge,
+    /// File scans counted in Redis today for the API key; -1 when unknown
+    /// or not shared.
+    pub quota_shared_file_scans_used: IntGauge,
+    /// File scans left in the shared budget today; -1 when unknown,
+    /// unlimited or not shared.
+    pub quota_shared_file_scans_left: IntGauge,
     ready: AtomicBool,
     outage_breaker_open: AtomicBool,
 }
@@ -220,8 +233,40 @@ impl Metrics {
             ],
         );
 
+        let quota_backend_state = gauge(
+            &registry,
+            "quota_backend_state",
+            "Where the quota is enforced: 0 in this container, 1 shared in Redis, 2 this container's share while Redis is unreachable.",
+        );
+        let quota_shared_tokens_left = gauge(
+            &registry,
+            "quota_shared_tokens_left",
+            "Request tokens in the Redis-shared bucket, as last read; -1 when unknown, unlimited or not shared.",
+        );
+        let quota_shared_file_scans_used = gauge(
+            &registry,
+            "quota_shared_file_scans_used_today",
+            "File scans counted in Redis today (UTC) for the API key; -1 when unknown or not shared.",
+        );
+        let quota_shared_file_scans_left = gauge(
+            &registry,
+            "quota_shared_file_scans_left_today",
+            "File scans left in the Redis-shared budget until 00:00 UTC; -1 when unknown, unlimited or not shared.",
+        );
+        for unknown in [
+            &quota_shared_tokens_left,
+            &quota_shared_file_scans_used,
+            &quota_shared_file_scans_left,
+        ] {
+            unknown.set(-1);
+        }
+
         Metrics {
             quota_wait,
+            quota_backend_state,
+            quota_shared_tokens_left,
+            quota_shared_file_scans_used,
+            quota_shared_file_scans_left,
             quota_tokens_left,
             quota_file_scans_left,
             quota_waiting,
