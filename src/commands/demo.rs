@@ -83,6 +83,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let host = server.base_url();
         let tasking_dir = work_dir.path().display().to_string();
         let limit = task_count.to_string();
+        // The one setting taken from the real environment: a Redis to share
+        // the quota through, so the demo can show the shared-quota metrics.
+        let quota_redis_url = std::env::var("QUOTA_REDIS_URL").ok();
         let env = Environment::from_lookup(|name| match name {
             "SERVICE_API_HOST" => Some(host.clone()),
             "SERVICE_API_KEY" => Some(DEFAULT_SERVICE_API_KEY.to_string()),
@@ -90,6 +93,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "AL_SERVICE_TASK_LIMIT" => Some(limit.clone()),
             "TASK_REQUEST_TIMEOUT" => Some("1".to_string()),
             "TASKING_DIR" => Some(tasking_dir.clone()),
+            "QUOTA_REDIS_URL" => quota_redis_url.clone(),
             _ => None,
         })?;
         let options = ServeOptions {
