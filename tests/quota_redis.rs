@@ -533,6 +533,54 @@ async fn unreachable_redis_enforces_share() {
     );
 }
 
+/// The ACL rule `docs/quota.md` gives for a dedicated Redis user.
+const DOCUMENTED_ACL_RULE: &str =
+    "~intezer-dynamic:* +evalsha +eval +script|load +get +set +del +incr +decr +expire +pttl +time";
+
+/// A Redis user limited to the commands and keys `docs/quota.md` lists can
+/// run every operation of the backend without one failure.
+#[tokio::test]
+async fn acl_user_with_documented_rule_shares() {
+    let acl_dir = tempfile::tempdir().unwrap();
+    let acl_file = acl_dir.path().join("users.acl");
+    let rule = format!("user default off\nuser quota on >acl-pass {DOCUMENTED_ACL_RULE}\n");
+    std::fs::write(&acl_file, rule).unwrap();
+    let args = vec!["--aclfile".to_string(), acl_file.display().to_string()];
+    let Some(redis) = RedisServer::start_with(&args, false) else {
+        return;
+    };
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let url = format!("redis://quota:acl-pass@127.0.0.1:{}/0", redis.port());
+    let guard = shared_guard(&url, key_limits(60, 5, 100), 2);
+    wait_for_all(std::slice::from_ref(&guard), SharedState::Shared).await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let scan = guard
+        .acquire(CallCost::FileScan, 0, deadline)
+        .await
+        .unwrap();
+    guard.refund(scan);
+    guard.seed_used_today(3);
+    guard.pause_until(Instant::now() + Duration::from_millis(100));
+    guard.open_submission_breaker();
+    guard.record_submission_success();
+
+    // Let the writes and two background reads run. A rejected command
+    // switches the backend to fallback, which logs once even when the
+    // reconnection that follows succeeds.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = logs.text();
+    assert!(!text.contains("Redis unreachable"), "{text}");
+    assert_eq!(state_of(&guard), SharedState::Shared);
+    let shared = guard.snapshot().shared.unwrap();
+    assert_eq!(shared.file_scans_used_today, Some(3));
+}
+
 /// A `MakeWriter` that keeps every log line in memory.
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<Mutex<Vec<u8>>>);
