@@ -131,6 +131,12 @@ fn command_output(program: &str, args: &[&str]) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let tokens = env_number("REDIS_BENCH_TOKENS", 20_000);
+    // Other work on the machine shows in the tail latencies, so the report
+    // states the load average at the start (Linux only).
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string());
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -165,8 +171,8 @@ async fn main() {
     let report = format!(
         "# Shared quota (Redis) benchmark\n\n\
          Command: `cargo bench --bench redis_quota` (REDIS_BENCH_TOKENS={tokens}).\n\
-         Commit: `{commit}`. Machine: {cores} cores, shared with other work; Redis on loopback \
-         ({redis_version}).\n\n\
+         Commit: `{commit}`. Machine: {cores} cores, shared with other work (1-minute load \
+         average {load} at the start); Redis on loopback ({redis_version}).\n\n\
          Each case acquires {tokens} tokens one after another from one guard whose limits are \
          never reached, so no acquisition waits for a token: the figures are the cost of the \
          decision. In-process, that is a mutex and governor's check; shared, one Lua script \
