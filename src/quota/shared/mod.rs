@@ -268,15 +268,15 @@ impl SharedQuota {
     /// Drops the connection of `generation` after a failed command and
     /// falls back, unless a newer connection replaced it meanwhile.
     fn fail(&self, generation: u64, message: &str) {
-        {
-            let mut link = lock(&self.link);
-            if link.as_ref().map(|link| link.generation) != Some(generation) {
-                return;
-            }
-            *link = None;
-        }
         let message = self.settings.scrub(message);
+        let mut link = lock(&self.link);
+        if link.as_ref().map(|link| link.generation) != Some(generation) {
+            return;
+        }
+        // Leave the shared state before dropping the connection, so a guard
+        // that finds Redis active always finds a connection too.
         self.set_state(SharedState::Fallback, Some(&message));
+        *link = None;
     }
 
     /// Connects, restores the day's count, and shares again. Returns whether
