@@ -55,6 +55,9 @@ impl<K: QuotaClock> QuotaGuard<K> {
     /// once a later read finds the breaker gone (another container's upload
     /// succeeded, or the day turned). A breaker this container opened itself
     /// closes only by its own probe or the day's end.
+    ///
+    /// NOTE: probes are not coordinated, so while the breaker is open each
+    /// container sends its own probe upload every `probe_interval`.
     pub(super) fn follow_shared_uploads(
         &self,
         state: &mut GuardState<K::Rate>,

@@ -81,7 +81,7 @@ pub(crate) struct SharedView {
     /// File scans counted on a UTC day.
     pub(crate) used: Option<(NaiveDate, u64)>,
     pub(crate) tokens_left: Option<u32>,
-    /// When the last [`SYNC`](scripts) read finished.
+    /// When the last background read of the shared state finished.
     pub(crate) read_at: Option<Instant>,
 }
 
