@@ -24,7 +24,14 @@ fn main() -> ExitCode {
         Command::Demo(_) | Command::Scan(_) => "warn",
         _ => "info",
     };
-    telemetry::init(default_level, format);
+    // Kept until the command returns: dropping it flushes queued spans.
+    let _trace_export = match telemetry::init(default_level, format) {
+        Ok(export) => export,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
 
     let outcome = match cli.command {
         Command::Serve(args) => commands::serve::run(args, false),

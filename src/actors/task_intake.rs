@@ -284,7 +284,12 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
     let budget = shared.settings.task_budget();
     let deadline = Instant::now() + budget;
     let (sid, sha256) = Task::identity_of(&raw);
-    let span = info_span!("task", sid = %sid, sha256 = %sha256);
+    let span = info_span!(
+        "task",
+        sid = %sid,
+        sha256 = %sha256,
+        outcome = tracing::field::Empty
+    );
 
     async {
         info!("task received");
@@ -316,6 +321,11 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
                 }
             }
         };
+        let kind = match &outcome {
+            TaskOutcome::Result { .. } => "result",
+            TaskOutcome::Error(_) => "error",
+        };
+        tracing::Span::current().record("outcome", kind);
         post_outcome(shared, &raw, &sha256, outcome, container_id).await;
         // The working folder, and every file in it, is removed here.
         drop(work_dir);

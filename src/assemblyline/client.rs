@@ -17,7 +17,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::config::{Environment, Secret};
 use crate::telemetry::metrics::metrics;
@@ -186,16 +186,7 @@ impl ServiceServerClient {
             call,
             message: describe(&err),
         };
-        let sent = request.send().await;
-        let status_label = match &sent {
-            Ok(response) => response.status().as_str().to_string(),
-            Err(_) => "unreachable".to_string(),
-        };
-        metrics()
-            .service_server_requests
-            .with_label_values(&[call, &status_label])
-            .inc();
-        let response = sent.map_err(unreachable)?;
+        let response = send_counted(call, request).await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
         let envelope: Option<Value> = serde_json::from_slice(&body).ok();
@@ -295,15 +286,16 @@ impl ServiceServerClient {
         container_id: &str,
     ) -> Result<u64, ServiceServerError> {
         let call = "download file";
-        let response = self
+        let request = self
             .request(Method::GET, &format!("file/{sha256}/"), container_id)
-            .timeout(self.file_request_timeout)
-            .send()
-            .await
-            .map_err(|err| ServiceServerError::Unreachable {
-                call,
-                message: describe(&err),
-            })?;
+            .timeout(self.file_request_timeout);
+        let response =
+            send_counted(call, request)
+                .await
+                .map_err(|err| ServiceServerError::Unreachable {
+                    call,
+                    message: describe(&err),
+                })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -505,6 +497,33 @@ impl ServiceServerClient {
             Ok(response) if response.status().is_success()
         )
     }
+}
+
+/// Sends `request` in an `al.request` span and counts it in
+/// `service_server_requests` by call and status.
+async fn send_counted(
+    call: &'static str,
+    request: RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let span = tracing::info_span!(
+        "al.request",
+        otel.kind = "client",
+        call,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let sent = request.send().instrument(span.clone()).await;
+    let status_label = match &sent {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            response.status().as_str().to_string()
+        }
+        Err(_) => "unreachable".to_string(),
+    };
+    metrics()
+        .service_server_requests
+        .with_label_values(&[call, &status_label])
+        .inc();
+    sent
 }
 
 /// Back-off before retry `attempt` (1-based): 2^(attempt-7) s, at most 2 s.
