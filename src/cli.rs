@@ -5,11 +5,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The crate version and the git commit the binary was built from, as
+/// `--version` prints them.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("INTEZER_DYNAMIC_GIT_COMMIT"),
+    ")"
+);
+
 /// Assemblyline 4 service for Intezer Analyze: looks files up by SHA-256,
 /// submits unknown ones when allowed, waits for the analysis and posts the
 /// verdict, families and indicators as an Assemblyline result.
 #[derive(Debug, Parser)]
-#[command(name = "intezer-dynamic", version, about)]
+#[command(name = "intezer-dynamic", version = VERSION, about)]
 pub struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]

@@ -258,3 +258,30 @@ fn scan_format_json_prints_result() {
         serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
     assert_eq!(json["response"]["service_name"], "IntezerDynamic");
 }
+
+#[test]
+fn version_prints_version_and_commit() {
+    let output = run(&["--version"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
+
+    let commit = env!("INTEZER_DYNAMIC_GIT_COMMIT");
+    assert_eq!(
+        printed,
+        format!(
+            "intezer-dynamic {} (commit {commit})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(!commit.is_empty());
+
+    // A commit read from git at build time is the checkout's HEAD.
+    if env!("INTEZER_DYNAMIC_GIT_COMMIT_SOURCE") == "git" {
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("git ran at build time, so it runs now");
+        assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), commit);
+    }
+}
