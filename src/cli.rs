@@ -51,6 +51,10 @@ pub enum Command {
     /// Run the whole service against both embedded simulators on real
     /// files and print what each file got.
     Demo(DemoArgs),
+    /// Check that the service server responds to GET
+    /// SERVICE_API_HOST/healthz/live. Exit 0 when it does, else 1 with the
+    /// reason on standard error. The container's liveness probe.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +196,21 @@ pub struct DemoArgs {
     /// /usr/bin.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Seconds to wait for the response, connection included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub timeout: f64,
+}
+
+/// Parses a number of seconds that must be above 0.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds above 0")),
+    }
 }
 
 /// Parses a count that must be at least 1.

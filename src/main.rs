@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         Command::Demo(_) | Command::Scan(_) => "warn",
         _ => "info",
     };
-    telemetry::init(default_level, format);
+    // The liveness probe's output is one line on stderr, with no log lines.
+    if !matches!(cli.command, Command::Healthcheck(_)) {
+        telemetry::init(default_level, format);
+    }
 
     let outcome = match cli.command {
         Command::Serve(args) => commands::serve::run(args, false),
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Healthcheck(args) => commands::healthcheck::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -28,6 +28,7 @@ fn every_command_has_help() {
         vec!["simulate", "intezer", "--help"],
         vec!["simulate", "service-server", "--help"],
         vec!["demo", "--help"],
+        vec!["healthcheck", "--help"],
     ] {
         let output = run(&command);
         assert!(

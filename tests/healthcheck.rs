@@ -1,0 +1,158 @@
+//! `intezer-dynamic healthcheck`, run as the container's probe runs it,
+//! against the service-server simulator, a server that reports itself
+//! down, a slow one, a closed port and broken settings.
+
+mod common;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Output;
+use std::time::Duration;
+
+use intezer_dynamic::simulator::service_server::{ServiceServerOptions, ServiceServerSimulator};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Runs `healthcheck` with only `env` in its environment, off the async
+/// runtime so the server under test keeps responding.
+async fn healthcheck(env: Vec<(&'static str, String)>, extra_args: &[&str]) -> Output {
+    let args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::binary())
+            .arg("healthcheck")
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Returns a loopback port that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Asserts exit status 1 and exactly one line on standard error.
+fn assert_not_live(output: &Output) -> String {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message:?}");
+    message
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulator_is_live() {
+    let server = ServiceServerSimulator::start(ServiceServerOptions::default(), 0)
+        .await
+        .unwrap();
+
+    let output = healthcheck(vec![("SERVICE_API_HOST", server.base_url())], &[]).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("{}/healthz/live", server.base_url())),
+        "{stdout}"
+    );
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_port_is_not_live() {
+    let host = format!("http://127.0.0.1:{}", closed_port());
+
+    let output = healthcheck(vec![("SERVICE_API_HOST", host.clone())], &[]).await;
+
+    let message = assert_not_live(&output);
+    assert!(
+        message.contains(&format!("{host}/healthz/live")),
+        "{message}"
+    );
+    assert!(message.contains("unreachable"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_error_status_is_not_live() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/healthz/live"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("FAIL\n"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let output = healthcheck(vec![("SERVICE_API_HOST", server.uri())], &[]).await;
+
+    let message = assert_not_live(&output);
+    assert!(message.contains("503"), "{message}");
+    assert!(message.contains("FAIL"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_server_times_out() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/healthz/live"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+
+    let output = healthcheck(
+        vec![("SERVICE_API_HOST", server.uri())],
+        &["--timeout", "0.5"],
+    )
+    .await;
+
+    let message = assert_not_live(&output);
+    assert!(message.contains("timed out"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_host_exits_1_naming_variable() {
+    let output = healthcheck(
+        vec![("SERVICE_API_HOST", "al-service-server".to_string())],
+        &[],
+    )
+    .await;
+
+    let message = assert_not_live(&output);
+    assert!(message.contains("SERVICE_API_HOST"), "{message}");
+    assert!(message.contains("al-service-server"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_root_ca_exits_1_naming_path() {
+    let host = format!("https://127.0.0.1:{}", closed_port());
+    let ca_path = "/nonexistent/al_root-ca.crt".to_string();
+
+    let output = healthcheck(
+        vec![
+            ("SERVICE_API_HOST", host),
+            ("SERVICE_SERVER_ROOT_CA_PATH", ca_path.clone()),
+        ],
+        &[],
+    )
+    .await;
+
+    let message = assert_not_live(&output);
+    assert!(message.contains("SERVICE_SERVER_ROOT_CA_PATH"), "{message}");
+    assert!(message.contains(&ca_path), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_host_are_not_printed() {
+    let host = format!("http://probe:s3cret@127.0.0.1:{}", closed_port());
+
+    let output = healthcheck(vec![("SERVICE_API_HOST", host)], &[]).await;
+
+    let message = assert_not_live(&output);
+    assert!(!message.contains("s3cret"), "{message}");
+}
