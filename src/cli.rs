@@ -21,7 +21,13 @@ pub const VERSION: &str = concat!(
 #[command(name = "intezer-dynamic", version = VERSION, about)]
 pub struct Cli {
     /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormatArg::Text
+    )]
     pub log_format: LogFormatArg,
 
     #[command(subcommand)]

@@ -286,3 +286,24 @@ fn version_prints_version_and_commit() {
         assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), commit);
     }
 }
+
+#[test]
+fn log_format_env_selects_json() {
+    let sample = common::sample("elf_true");
+    let output = Command::new(common::binary())
+        .args(["scan", "--simulator", "--format", "line"])
+        .arg(&sample)
+        .env_remove("INTEZER_API_KEY")
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let logs = stderr(&output);
+    assert!(logs.lines().count() > 0, "no log lines with RUST_LOG=info");
+    for line in logs.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON log line: {line}");
+    }
+}
