@@ -161,6 +161,13 @@ pub enum SimulatorKind {
         /// Polls an uploaded file's analysis answers "in progress".
         #[arg(long, default_value_t = 2)]
         polls: u32,
+        /// Inject a fault, as TARGET=FAULT[,first=N|,rate=P] (see
+        /// docs/simulators.md); repeatable.
+        #[arg(long = "fault", value_name = "RULE")]
+        faults: Vec<String>,
+        /// Seed of the `rate=` draws, so a run can be repeated.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
     },
     /// The Assemblyline service server, at http://127.0.0.1:PORT.
     ServiceServer {
@@ -177,6 +184,13 @@ pub enum SimulatorKind {
         /// API key the server expects in X-APIKey.
         #[arg(long, default_value = "ThisIsARandomAuthKey...ChangeMe!")]
         api_key: String,
+        /// Inject a fault, as TARGET=FAULT[,first=N|,rate=P] (see
+        /// docs/simulators.md); repeatable.
+        #[arg(long = "fault", value_name = "RULE")]
+        faults: Vec<String>,
+        /// Seed of the `rate=` draws, so a run can be repeated.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
     },
 }
 
