@@ -515,11 +515,34 @@ impl ServiceServerClient {
 
     /// Checks that the service server responds to `/healthz/live`.
     pub async fn is_live(&self) -> bool {
-        let url = format!("{}/healthz/live", self.host);
-        matches!(
-            self.http.get(url).timeout(Duration::from_secs(10)).send().await,
-            Ok(response) if response.status().is_success()
-        )
+        self.check_live(Duration::from_secs(10)).await.is_ok()
+    }
+
+    /// Sends `GET /healthz/live`, the check of AL's own liveness probe, and
+    /// succeeds on a 2xx status. `timeout` covers the whole request. Errors
+    /// leave out the URL, which the caller already has.
+    pub async fn check_live(&self, timeout: Duration) -> Result<(), ServiceServerError> {
+        let call = "liveness check";
+        let response = self
+            .http
+            .get(format!("{}/healthz/live", self.host))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err.without_url()),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(ServiceServerError::Status {
+            call,
+            status: status.as_u16(),
+            message: truncate(body.trim(), 200),
+        })
     }
 }
 
