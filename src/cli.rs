@@ -5,14 +5,29 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The crate version and the git commit the binary was built from, as
+/// `--version` prints them.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("INTEZER_DYNAMIC_GIT_COMMIT"),
+    ")"
+);
+
 /// Assemblyline 4 service for Intezer Analyze: looks files up by SHA-256,
 /// submits unknown ones when allowed, waits for the analysis and posts the
 /// verdict, families and indicators as an Assemblyline result.
 #[derive(Debug, Parser)]
-#[command(name = "intezer-dynamic", version, about)]
+#[command(name = "intezer-dynamic", version = VERSION, about)]
 pub struct Cli {
     /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormatArg::Text
+    )]
     pub log_format: LogFormatArg,
 
     #[command(subcommand)]
@@ -42,6 +57,10 @@ pub enum Command {
     /// Run the whole service against both embedded simulators on real
     /// files and print what each file got.
     Demo(DemoArgs),
+    /// Check that the service server responds to GET
+    /// SERVICE_API_HOST/healthz/live. Exit 0 when it does, else 1 with the
+    /// reason on standard error. The container's liveness probe.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +161,13 @@ pub enum SimulatorKind {
         /// Polls an uploaded file's analysis answers "in progress".
         #[arg(long, default_value_t = 2)]
         polls: u32,
+        /// Inject a fault, as TARGET=FAULT[,first=N|,rate=P] (see
+        /// docs/simulators.md); repeatable.
+        #[arg(long = "fault", value_name = "RULE")]
+        faults: Vec<String>,
+        /// Seed of the `rate=` draws, so a run can be repeated.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
     },
     /// The Assemblyline service server, at http://127.0.0.1:PORT.
     ServiceServer {
@@ -158,6 +184,13 @@ pub enum SimulatorKind {
         /// API key the server expects in X-APIKey.
         #[arg(long, default_value = "ThisIsARandomAuthKey...ChangeMe!")]
         api_key: String,
+        /// Inject a fault, as TARGET=FAULT[,first=N|,rate=P] (see
+        /// docs/simulators.md); repeatable.
+        #[arg(long = "fault", value_name = "RULE")]
+        faults: Vec<String>,
+        /// Seed of the `rate=` draws, so a run can be repeated.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
     },
 }
 
@@ -183,6 +216,21 @@ pub struct DemoArgs {
     /// /usr/bin.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Seconds to wait for the response, connection included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub timeout: f64,
+}
+
+/// Parses a number of seconds that must be above 0.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds above 0")),
+    }
 }
 
 /// Parses a count that must be at least 1.

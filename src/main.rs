@@ -24,7 +24,20 @@ fn main() -> ExitCode {
         Command::Demo(_) | Command::Scan(_) => "warn",
         _ => "info",
     };
-    telemetry::init(default_level, format);
+    // The liveness probe prints one line and nothing else, so it starts
+    // neither logging nor trace export. Other commands keep the export
+    // handle until they return, because dropping it flushes queued spans.
+    let _trace_export = if matches!(cli.command, Command::Healthcheck(_)) {
+        None
+    } else {
+        match telemetry::init(default_level, format) {
+            Ok(export) => Some(export),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    };
 
     let outcome = match cli.command {
         Command::Serve(args) => commands::serve::run(args, false),
@@ -32,6 +45,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Healthcheck(args) => commands::healthcheck::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -88,6 +88,9 @@ pub fn service_identity(manifest: &Manifest) -> ServiceIdentity {
 
 /// Builds the Intezer client for `config`, with its request-rate limiter.
 pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerError> {
+    // NOTE: no service setting sets `ca_path` or `tls_verify`, so only the
+    // built-in public roots are trusted and an appliance with a private CA
+    // cannot be reached yet.
     let mut settings = IntezerSettings::new(config.base_url.clone(), config.api_key.clone());
     settings.api_version = config.api_version.clone();
     settings.is_on_premise = config.is_on_premise;

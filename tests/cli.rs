@@ -28,6 +28,7 @@ fn every_command_has_help() {
         vec!["simulate", "intezer", "--help"],
         vec!["simulate", "service-server", "--help"],
         vec!["demo", "--help"],
+        vec!["healthcheck", "--help"],
     ] {
         let output = run(&command);
         assert!(
@@ -257,4 +258,52 @@ fn scan_format_json_prints_result() {
     let json: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
     assert_eq!(json["response"]["service_name"], "IntezerDynamic");
+}
+
+#[test]
+fn version_prints_version_and_commit() {
+    let output = run(&["--version"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
+
+    let commit = env!("INTEZER_DYNAMIC_GIT_COMMIT");
+    assert_eq!(
+        printed,
+        format!(
+            "intezer-dynamic {} (commit {commit})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(!commit.is_empty());
+
+    // A commit read from git at build time is the checkout's HEAD.
+    if env!("INTEZER_DYNAMIC_GIT_COMMIT_SOURCE") == "git" {
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("git ran at build time, so it runs now");
+        assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), commit);
+    }
+}
+
+#[test]
+fn log_format_env_selects_json() {
+    let sample = common::sample("elf_true");
+    let output = Command::new(common::binary())
+        .args(["scan", "--simulator", "--format", "line"])
+        .arg(&sample)
+        .env_remove("INTEZER_API_KEY")
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let logs = stderr(&output);
+    assert!(logs.lines().count() > 0, "no log lines with RUST_LOG=info");
+    for line in logs.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON log line: {line}");
+    }
 }

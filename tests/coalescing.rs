@@ -24,6 +24,7 @@ fn lookup(deadline: Instant) -> LookupHash {
         private_only: false,
         deadline,
         priority: 1,
+        span: tracing::Span::none(),
     }
 }
 
@@ -131,6 +132,7 @@ async fn concurrent_submissions_share_one_upload() {
         sha256: SHA256.to_string(),
         deadline,
         priority: 1,
+        span: tracing::Span::none(),
     };
 
     let answers = join_all((0..5).map(|_| actor.send(submit()))).await;
@@ -175,6 +177,7 @@ async fn quota_refusal_stops_later_uploads() {
             sha256: format!("{index:064x}"),
             deadline,
             priority: 1,
+            span: tracing::Span::none(),
         };
         let answer = actor.send(message).await.unwrap().unwrap();
         assert!(

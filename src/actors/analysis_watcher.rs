@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Span};
 
 use super::intezer_lookup::{FetchAnalysis, IntezerLookup};
 use super::stage::{Stage, StageError};
@@ -28,6 +28,8 @@ pub struct WatchAnalysis {
     pub analysis_id: String,
     pub poll_interval: Duration,
     pub wait_until: Instant,
+    /// The span of the first task that waits: the polls are its children.
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +73,8 @@ struct Watch {
     polls: u32,
     poll_in_flight: bool,
     timer: Option<SpawnHandle>,
+    /// Parent of the polls' spans.
+    span: Span,
 }
 
 pub struct AnalysisWatcher {
@@ -141,6 +145,7 @@ impl AnalysisWatcher {
         let message = FetchAnalysis {
             analysis_id: analysis_id.to_string(),
             deadline,
+            span: watch.span.clone(),
         };
         let id = analysis_id.to_string();
         let poll = async move { lookup.call(message).await };
@@ -272,6 +277,7 @@ impl Handler<WatchAnalysis> for AnalysisWatcher {
                 polls: 0,
                 poll_in_flight: false,
                 timer: None,
+                span: message.span.clone(),
             });
         watch.poll_interval = watch.poll_interval.min(message.poll_interval);
         watch.waiters.push(waiter);

@@ -17,7 +17,7 @@ use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
 };
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, Instrument, Span};
 
 use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
@@ -48,6 +48,8 @@ pub struct LookupHash {
     pub deadline: Instant,
     /// The task's AL priority, for the quota guard's queue.
     pub priority: i64,
+    /// The task's span: the requests made for this message are its children.
+    pub span: Span,
 }
 
 impl Message for LookupHash {
@@ -58,6 +60,8 @@ impl Message for LookupHash {
 pub struct FetchAnalysis {
     pub analysis_id: String,
     pub deadline: Instant,
+    /// The task's span: the requests made for this message are its children.
+    pub span: Span,
 }
 
 impl Message for FetchAnalysis {
@@ -186,6 +190,7 @@ async fn lookup_hash(
     message: LookupHash,
 ) -> Result<LookupOutcome, IntezerError> {
     let priority = message.priority;
+    let span = message.span.clone();
     let lookup = TASK_PRIORITY.scope(priority, async {
         match client
             .latest_analysis(&message.sha256, message.private_only, message.deadline)
@@ -197,7 +202,7 @@ async fn lookup_hash(
             Err(err) => Err(err),
         }
     });
-    let outcome = guard("IntezerLookup", lookup)
+    let outcome = guard("IntezerLookup", lookup.instrument(span))
         .await
         .unwrap_or_else(|panic| {
             Err(IntezerError::InvalidResponse {
@@ -222,11 +227,16 @@ impl Handler<FetchAnalysis> for IntezerLookup {
 
     fn handle(&mut self, message: FetchAnalysis, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
-        Box::pin(guard("IntezerLookup", async move {
-            client
-                .analysis(&message.analysis_id, message.deadline)
-                .await
-        }))
+        let span = message.span.clone();
+        Box::pin(guard(
+            "IntezerLookup",
+            async move {
+                client
+                    .analysis(&message.analysis_id, message.deadline)
+                    .await
+            }
+            .instrument(span),
+        ))
     }
 }
 
@@ -248,6 +258,8 @@ pub struct FetchReport {
     pub deadline: Instant,
     /// The task's AL priority, for the quota guard's queue.
     pub priority: i64,
+    /// The task's span: the requests made for this message are its children.
+    pub span: Span,
 }
 
 /// The parts of a report, as far as Intezer has them.
@@ -270,9 +282,11 @@ impl Handler<FetchReport> for IntezerLookup {
 
     fn handle(&mut self, message: FetchReport, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
-        Box::pin(guard("IntezerLookup", async move {
-            fetch_report(&client, &message).await
-        }))
+        let span = message.span.clone();
+        Box::pin(guard(
+            "IntezerLookup",
+            async move { fetch_report(&client, &message).await }.instrument(span),
+        ))
     }
 }
 
@@ -405,6 +419,8 @@ pub struct DownloadFile {
     pub sha256: String,
     pub dest: PathBuf,
     pub deadline: Instant,
+    /// The task's span: the requests made for this message are its children.
+    pub span: Span,
 }
 
 impl Message for DownloadFile {
@@ -416,10 +432,15 @@ impl Handler<DownloadFile> for IntezerLookup {
 
     fn handle(&mut self, message: DownloadFile, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
-        Box::pin(guard("IntezerLookup", async move {
-            client
-                .download_file(&message.sha256, &message.dest, message.deadline)
-                .await
-        }))
+        let span = message.span.clone();
+        Box::pin(guard(
+            "IntezerLookup",
+            async move {
+                client
+                    .download_file(&message.sha256, &message.dest, message.deadline)
+                    .await
+            }
+            .instrument(span),
+        ))
     }
 }

@@ -15,7 +15,7 @@ use actix::{Actor, Supervised, Supervisor, SyncArbiter};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{info, warn, Span};
 
 use super::analysis_watcher::{AnalysisWatcher, WatchAnalysis, WatchError, WatchOutcome};
 use super::hasher::HashFile;
@@ -227,6 +227,7 @@ impl Pipeline {
             priority: task.priority,
             options,
             deadline,
+            span: Span::current(),
         };
         let report = self
             .lookup
@@ -326,6 +327,7 @@ impl Pipeline {
                 sha256: sha256.to_string(),
                 dest: dest.to_path_buf(),
                 deadline,
+                span: Span::current(),
             };
             match self.lookup.call(message).await {
                 Ok(Ok(_)) => source = Some("intezer"),
@@ -367,6 +369,7 @@ impl Pipeline {
         let message = FetchAnalysis {
             analysis_id: analysis_id.to_string(),
             deadline,
+            span: Span::current(),
         };
         let answer = self
             .lookup
@@ -404,6 +407,7 @@ impl Pipeline {
             priority: task.priority,
             private_only: self.config.private_only,
             deadline,
+            span: Span::current(),
         };
         let answer = self
             .lookup
@@ -440,6 +444,7 @@ impl Pipeline {
             file_name: task.file_name.clone(),
             sha256: task.sha256.clone(),
             deadline,
+            span: Span::current(),
         };
         let answer = self
             .submitter
@@ -503,6 +508,7 @@ impl Pipeline {
             // Stop waiting a little before the deadline, so the task's
             // error names the analysis id instead of a bare timeout.
             wait_until: limit.min(deadline - WAIT_MARGIN),
+            span: Span::current(),
         };
         let waiting_since = std::time::Instant::now();
         let outcome = self

@@ -14,7 +14,7 @@ use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
 };
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument, Span};
 
 use super::coalesce::InFlight;
 use super::stage::{guard, StageError};
@@ -29,6 +29,8 @@ pub struct SubmitFile {
     pub deadline: Instant,
     /// The task's AL priority, for the quota guard's queue.
     pub priority: i64,
+    /// The task's span: the requests made for this message are its children.
+    pub span: Span,
 }
 
 /// How an upload ended when Intezer took the file.
@@ -115,6 +117,7 @@ async fn submit(
         }
     }
     let priority = message.priority;
+    let span = message.span.clone();
     let upload = TASK_PRIORITY.scope(priority, async {
         let outcome = match client
             .submit_file(&message.path, &message.file_name, message.deadline)
@@ -135,12 +138,14 @@ async fn submit(
         }
         outcome
     });
-    let outcome = guard("Submitter", upload).await.unwrap_or_else(|panic| {
-        Err(IntezerError::InvalidResponse {
-            endpoint: "analyze",
-            message: panic.to_string(),
-        })
-    });
+    let outcome = guard("Submitter", upload.instrument(span))
+        .await
+        .unwrap_or_else(|panic| {
+            Err(IntezerError::InvalidResponse {
+                endpoint: "analyze",
+                message: panic.to_string(),
+            })
+        });
     if let Ok(submitted) = &outcome {
         info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
     }

@@ -31,6 +31,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::hasher::HashFile;
@@ -95,6 +96,8 @@ struct Shared {
     identity: Arc<ServiceIdentity>,
     settings: IntakeSettings,
     stopping: AtomicBool,
+    /// Cancelled on stop: ends the retries of a failing task poll.
+    stop: CancellationToken,
     wake: Notify,
     /// Tasks taken plus polls in flight, checked against the task limit.
     reserved: AtomicU64,
@@ -193,6 +196,7 @@ impl TaskIntake {
             identity,
             settings,
             stopping: AtomicBool::new(false),
+            stop: CancellationToken::new(),
             wake: Notify::new(),
             reserved: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
@@ -230,6 +234,7 @@ impl Handler<StopIntake> for TaskIntake {
         if !self.shared.stopping.swap(true, Ordering::SeqCst) {
             info!("stopping: no new tasks will be taken; finishing tasks in flight");
         }
+        self.shared.stop.cancel();
         self.shared.wake.notify_waiters();
     }
 }
@@ -252,7 +257,7 @@ async fn run_slot(slot: usize, shared: &Shared) {
         }
         // A poll in flight is not aborted on stop: the server may already
         // have handed out its task, which must then be answered.
-        match shared.client.get_task(&container_id, None).await {
+        match shared.client.get_task(&container_id, &shared.stop).await {
             Ok(Some(raw)) => {
                 shared.tasks.fetch_add(1, Ordering::SeqCst);
                 metrics().tasks_received.inc();
@@ -284,7 +289,12 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
     let budget = shared.settings.task_budget();
     let deadline = Instant::now() + budget;
     let (sid, sha256) = Task::identity_of(&raw);
-    let span = info_span!("task", sid = %sid, sha256 = %sha256);
+    let span = info_span!(
+        "task",
+        sid = %sid,
+        sha256 = %sha256,
+        outcome = tracing::field::Empty
+    );
 
     async {
         info!("task received");
@@ -316,6 +326,11 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
                 }
             }
         };
+        let kind = match &outcome {
+            TaskOutcome::Result { .. } => "result",
+            TaskOutcome::Error(_) => "error",
+        };
+        tracing::Span::current().record("outcome", kind);
         post_outcome(shared, &raw, &sha256, outcome, container_id).await;
         // The working folder, and every file in it, is removed here.
         drop(work_dir);

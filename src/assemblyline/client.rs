@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn, Instrument};
 
 use crate::config::{Environment, Secret};
 use crate::telemetry::metrics::metrics;
@@ -50,8 +50,15 @@ pub enum ServiceServerError {
 }
 
 impl ServiceServerError {
+    /// Returns whether the call may succeed when sent again: the server
+    /// was unreachable, overloaded (429) or failing (5xx), as while it
+    /// restarts behind a proxy.
     fn is_transient(&self) -> bool {
-        matches!(self, ServiceServerError::Unreachable { .. })
+        match self {
+            ServiceServerError::Unreachable { .. } => true,
+            ServiceServerError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
     }
 }
 
@@ -151,11 +158,12 @@ impl ServiceServerClient {
     }
 
     /// Sends the request built by `build` until it gets an HTTP response or
-    /// `retry_until` passes, and returns the envelope's `api_response`.
+    /// `stop` is cancelled between two attempts, and returns the envelope's
+    /// `api_response`. A request in flight is never abandoned for `stop`.
     async fn call(
         &self,
         call: &'static str,
-        retry_until: Option<Instant>,
+        stop: Option<&CancellationToken>,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Value, ServiceServerError> {
         let mut attempt: u32 = 0;
@@ -164,13 +172,16 @@ impl ServiceServerClient {
                 Err(err) if err.is_transient() => {
                     attempt += 1;
                     let pause = backoff(attempt);
-                    if retry_until.is_some_and(|until| Instant::now() + pause > until) {
-                        return Err(err);
-                    }
                     if attempt % 10 == 1 {
                         warn!(call, attempt, error = %err, "service server call failed; retrying");
                     }
-                    tokio::time::sleep(pause).await;
+                    match stop {
+                        Some(stop) => tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = stop.cancelled() => return Err(err),
+                        },
+                        None => tokio::time::sleep(pause).await,
+                    }
                 }
                 other => return other,
             }
@@ -186,18 +197,20 @@ impl ServiceServerClient {
             call,
             message: describe(&err),
         };
-        let sent = request.send().await;
-        let status_label = match &sent {
-            Ok(response) => response.status().as_str().to_string(),
-            Err(_) => "unreachable".to_string(),
-        };
-        metrics()
-            .service_server_requests
-            .with_label_values(&[call, &status_label])
-            .inc();
-        let response = sent.map_err(unreachable)?;
+        let response = send_counted(call, request).await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
+        let body = read_capped(response, MAX_ENVELOPE_BYTES)
+            .await
+            .map_err(|err| match err {
+                BodyError::Transport(err) => unreachable(err),
+                BodyError::TooLarge => ServiceServerError::InvalidResponse {
+                    call,
+                    message: format!(
+                        "the response body is larger than {} MiB",
+                        MAX_ENVELOPE_BYTES / (1024 * 1024)
+                    ),
+                },
+            })?;
         let envelope: Option<Value> = serde_json::from_slice(&body).ok();
         let message = envelope
             .as_ref()
@@ -259,15 +272,17 @@ impl ServiceServerClient {
     }
 
     /// Long-polls for one task (`GET /api/v1/task/`). `Ok(None)` when the
-    /// server had none within the `Timeout` it was sent.
+    /// server had none within the `Timeout` it was sent. Failed polls are
+    /// retried until `stop` is cancelled; a poll in flight is never
+    /// abandoned, because the server may already have handed out its task.
     pub async fn get_task(
         &self,
         container_id: &str,
-        retry_until: Option<Instant>,
+        stop: &CancellationToken,
     ) -> Result<Option<Value>, ServiceServerError> {
         let wait = self.task_request_timeout;
         let response = self
-            .call("get task", retry_until, || {
+            .call("get task", Some(stop), || {
                 self.request(Method::GET, "task/", container_id)
                     .header("Timeout", format_seconds(wait))
                     .timeout(wait * 2 + Duration::from_secs(5))
@@ -295,15 +310,16 @@ impl ServiceServerClient {
         container_id: &str,
     ) -> Result<u64, ServiceServerError> {
         let call = "download file";
-        let response = self
+        let request = self
             .request(Method::GET, &format!("file/{sha256}/"), container_id)
-            .timeout(self.file_request_timeout)
-            .send()
-            .await
-            .map_err(|err| ServiceServerError::Unreachable {
-                call,
-                message: describe(&err),
-            })?;
+            .timeout(self.file_request_timeout);
+        let response =
+            send_counted(call, request)
+                .await
+                .map_err(|err| ServiceServerError::Unreachable {
+                    call,
+                    message: describe(&err),
+                })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -499,12 +515,85 @@ impl ServiceServerClient {
 
     /// Checks that the service server responds to `/healthz/live`.
     pub async fn is_live(&self) -> bool {
-        let url = format!("{}/healthz/live", self.host);
-        matches!(
-            self.http.get(url).timeout(Duration::from_secs(10)).send().await,
-            Ok(response) if response.status().is_success()
-        )
+        self.check_live(Duration::from_secs(10)).await.is_ok()
     }
+
+    /// Sends `GET /healthz/live`, the check of AL's own liveness probe, and
+    /// succeeds on a 2xx status. `timeout` covers the whole request. Errors
+    /// leave out the URL, which the caller already has.
+    pub async fn check_live(&self, timeout: Duration) -> Result<(), ServiceServerError> {
+        let call = "liveness check";
+        let response = self
+            .http
+            .get(format!("{}/healthz/live", self.host))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| ServiceServerError::Unreachable {
+                call,
+                message: describe(&err.without_url()),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(ServiceServerError::Status {
+            call,
+            status: status.as_u16(),
+            message: truncate(body.trim(), 200),
+        })
+    }
+}
+
+/// Largest service-server JSON response read. Tasks, safelists and
+/// registration answers are far smaller; a larger body is an error rather
+/// than an unbounded allocation.
+const MAX_ENVELOPE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Failure to read a response body.
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Reads a response body, failing once it passes `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Sends `request` in an `al.request` span and counts it in
+/// `service_server_requests` by call and status.
+async fn send_counted(
+    call: &'static str,
+    request: RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let span = tracing::info_span!(
+        "al.request",
+        otel.kind = "client",
+        call,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let sent = request.send().instrument(span.clone()).await;
+    let status_label = match &sent {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            response.status().as_str().to_string()
+        }
+        Err(_) => "unreachable".to_string(),
+    };
+    metrics()
+        .service_server_requests
+        .with_label_values(&[call, &status_label])
+        .inc();
+    sent
 }
 
 /// Back-off before retry `attempt` (1-based): 2^(attempt-7) s, at most 2 s.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod healthcheck;
 pub mod scan;
 pub mod serve;
 pub mod simulate;

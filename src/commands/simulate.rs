@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Map, Value};
 
+use intezer_dynamic::simulator::faults::FaultPlan;
 use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
 use intezer_dynamic::simulator::scenario::Scenario;
 use intezer_dynamic::simulator::service_server::{ServiceServerOptions, ServiceServerSimulator};
@@ -19,7 +20,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             port,
             scenario,
             polls,
+            faults,
+            fault_seed,
         } => {
+            let plan =
+                FaultPlan::parse(&faults, fault_seed).map_err(|err| UsageError(err.to_string()))?;
             let behaviour = match scenario {
                 Some(path) => IntezerBehaviour::Scenario(
                     Scenario::load(&path).map_err(|err| UsageError(err.to_string()))?,
@@ -30,7 +35,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 }),
             };
             run_system(async move {
-                let handle = IntezerSimulator::start(behaviour, port)
+                let handle = IntezerSimulator::start_with_faults(behaviour, port, plan)
                     .await
                     .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
                 println!(
@@ -39,6 +44,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 );
                 shutdown_signal().await;
                 println!("{} calls received", handle.calls().len());
+                let injected = handle.injected_faults().len();
+                if injected > 0 {
+                    println!("{injected} faults injected");
+                }
                 handle.stop().await;
                 Ok(ExitCode::SUCCESS)
             })
@@ -48,9 +57,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             files,
             config,
             api_key,
+            faults,
+            fault_seed,
         } => {
             let mut options = ServiceServerOptions {
                 api_key,
+                faults: FaultPlan::parse(&faults, fault_seed)
+                    .map_err(|err| UsageError(err.to_string()))?,
                 ..ServiceServerOptions::default()
             };
             for path in &files {
@@ -60,7 +73,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             run_system(async move {
                 let handle = ServiceServerSimulator::start(options, port)
                     .await
-                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                    .map_err(|err| match err.kind() {
+                        std::io::ErrorKind::InvalidInput => {
+                            anyhow::Error::new(UsageError(err.to_string()))
+                        }
+                        _ => anyhow::Error::new(err)
+                            .context(format!("cannot listen on 127.0.0.1:{port}")),
+                    })?;
                 println!(
                     "service-server simulator listening; SERVICE_API_HOST={}",
                     handle.base_url()

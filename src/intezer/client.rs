@@ -17,6 +17,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::endpoint;
 use super::error::IntezerError;
@@ -578,12 +579,30 @@ impl IntezerClient {
         bearer: &crate::config::Secret,
         deadline: Instant,
     ) -> Result<Reply, Failure> {
+        let span = tracing::info_span!(
+            "intezer.request",
+            otel.kind = "client",
+            endpoint = request.endpoint,
+            http.request.method = %request.method,
+            http.response.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let started = std::time::Instant::now();
-        let outcome = self.transport.send(request, Some(bearer), deadline).await;
+        let outcome = self
+            .transport
+            .send(request, Some(bearer), deadline)
+            .instrument(span.clone())
+            .await;
         let metrics = metrics();
         let class = match &outcome {
-            Ok(reply) => status_class(reply.status.as_u16()),
-            Err(_) => "error",
+            Ok(reply) => {
+                span.record("http.response.status_code", reply.status.as_u16());
+                status_class(reply.status.as_u16())
+            }
+            Err(failure) => {
+                span.record("error", tracing::field::display(&failure.error));
+                "error"
+            }
         };
         if let Some(quota) = &self.quota {
             let call_outcome = match &outcome {

@@ -529,6 +529,7 @@ impl DefaultIntezer {
             )],
             delay: Duration::ZERO,
             route: None,
+            fault: None,
         }
     }
 

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::default_scenario::DefaultIntezer;
 pub use super::default_scenario::{DefaultOptions, DefaultVerdict};
+use super::faults::{self, Fault, FaultPlan, InjectedFault, Stage};
 use super::replay::Replay;
 use super::reply::Reply;
 use super::request::{Endpoint, IncomingRequest};
@@ -97,6 +98,7 @@ struct SimInner {
     /// Every token handed out by `POST /get-access-token`. None expires.
     issued_tokens: HashSet<String>,
     mode: Mode,
+    faults: FaultPlan,
 }
 
 enum Mode {
@@ -115,6 +117,20 @@ impl IntezerSimulator {
     /// thread of its own. Fails when the port is taken or a file that the
     /// scenario serves cannot be read.
     pub async fn start(behaviour: IntezerBehaviour, port: u16) -> io::Result<IntezerSimHandle> {
+        IntezerSimulator::start_with_faults(behaviour, port, FaultPlan::default()).await
+    }
+
+    /// Like [`IntezerSimulator::start`], injecting the faults of `faults`.
+    /// Their targets are the endpoint names of [`RecordedCall::endpoint`],
+    /// such as `files.latest-analysis`, `analyze` or `analyses.status`.
+    pub async fn start_with_faults(
+        behaviour: IntezerBehaviour,
+        port: u16,
+        faults: FaultPlan,
+    ) -> io::Result<IntezerSimHandle> {
+        if !faults.rules().is_empty() {
+            info!(?faults, "injecting faults");
+        }
         let mode = match behaviour {
             IntezerBehaviour::Scenario(scenario) => {
                 info!(scenario = %scenario.name, routes = scenario.routes.len(), "replaying scenario");
@@ -131,6 +147,7 @@ impl IntezerSimulator {
                 started: std::time::Instant::now(),
                 issued_tokens: HashSet::new(),
                 mode,
+                faults,
             }),
         });
 
@@ -201,6 +218,11 @@ impl IntezerSimHandle {
         self.state.lock().calls.clone()
     }
 
+    /// Returns every fault injected so far, in order.
+    pub fn injected_faults(&self) -> Vec<InjectedFault> {
+        self.state.lock().faults.injected()
+    }
+
     /// Stops the server, waiting up to `SHUTDOWN_TIMEOUT_SECS` for open
     /// connections.
     pub async fn stop(mut self) {
@@ -243,6 +265,9 @@ async fn handle_request(
 ) -> HttpResponse {
     let incoming = IncomingRequest::read(&request, payload).await;
     let reply = state.lock().respond(incoming);
+    if reply.fault == Some(Fault::Hang) {
+        faults::hang().await;
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -262,7 +287,10 @@ impl SimInner {
             Mode::Default(intezer) => (intezer.require_authorization(), intezer.latency()),
         };
 
-        let mut reply = if require_authorization && !authorized && !endpoint.is_open() {
+        let before = self.faults.pick(endpoint.name(), Stage::Before);
+        let mut reply = if let Some(fault) = before {
+            Reply::fault(fault)
+        } else if require_authorization && !authorized && !endpoint.is_open() {
             Reply::error(401, "Invalid or missing access token")
         } else {
             match &mut self.mode {
@@ -271,6 +299,14 @@ impl SimInner {
             }
         };
         reply.delay += latency;
+        if reply.fault.is_none() {
+            if let Some(fault) = self.faults.pick(endpoint.name(), Stage::After) {
+                if fault == Fault::Stuck {
+                    reply.status = fault.recorded_status();
+                }
+                reply.fault = Some(fault);
+            }
+        }
 
         if endpoint == Endpoint::GetAccessToken {
             if let Some(token) = reply.issued_token() {

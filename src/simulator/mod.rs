@@ -6,8 +6,10 @@
 //!   plays the stateful default scenario of `default_scenario`.
 //! - [`service_server`]: the AL service-server simulator, which hands out
 //!   tasks for given files and reports any task lost or answered twice.
+//! - [`faults`]: the faults both simulators inject on request.
 
 mod default_scenario;
+pub mod faults;
 pub mod intezer;
 mod replay;
 mod reply;

@@ -89,6 +89,7 @@ impl Replay {
             headers: response.headers.clone(),
             delay: response.delay,
             route: Some(route.key()),
+            fault: None,
         }
     }
 }

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::faults::{self, Fault, Stage};
+
 /// Lifetime stated in `expire_at` of the tokens the simulator issues. The
 /// simulator never expires them.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
@@ -22,6 +24,8 @@ pub(crate) struct Reply {
     pub delay: Duration,
     /// Route that served the request, as recorded, or `None` when none matched.
     pub route: Option<String>,
+    /// Fault injected in place of, or into, this response.
+    pub fault: Option<Fault>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +44,19 @@ impl Reply {
             headers: Vec::new(),
             delay: Duration::ZERO,
             route: None,
+            fault: None,
+        }
+    }
+
+    /// Builds the reply of a fault that replaces the response.
+    pub fn fault(fault: Fault) -> Reply {
+        Reply {
+            status: fault.recorded_status(),
+            body: ReplyBody::Empty,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            route: None,
+            fault: Some(fault),
         }
     }
 
@@ -76,7 +93,28 @@ impl Reply {
 
     /// Builds the HTTP response. Scenario headers come last, so a
     /// `Content-Type` among them replaces the one the body kind implies.
-    pub fn into_http_response(self) -> HttpResponse {
+    pub fn into_http_response(mut self) -> HttpResponse {
+        let fault = self.fault.take();
+        if let Some(fault) = fault.as_ref().filter(|f| f.stage() == Stage::Before) {
+            return faults::replacement_response(fault);
+        }
+        let response = self.into_plain_response();
+        match fault {
+            Some(fault) => {
+                let status = response.status();
+                let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+                let body = match actix_web::body::MessageBody::try_into_bytes(response.into_body())
+                {
+                    Ok(bytes) => bytes,
+                    Err(_) => Bytes::new(),
+                };
+                faults::altered_response(&fault, status, content_type, body)
+            }
+            None => response,
+        }
+    }
+
+    fn into_plain_response(self) -> HttpResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut builder = HttpResponse::build(status);
         let content_type = match &self.body {

@@ -24,12 +24,16 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{web, App, HttpServer};
+use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use self::ledger::SharedState;
+use super::faults::{self, Fault, FaultPlan, InjectedFault, Stage};
 
 /// The API key that Assemblyline ships as its default `SERVICE_API_KEY`.
 pub const DEFAULT_API_KEY: &str = "ThisIsARandomAuthKey...ChangeMe!";
@@ -79,6 +83,13 @@ pub struct ServiceServerOptions {
     /// `api_response` of `GET /api/v1/safelist/`: `{"match": {...}, "regex": {...}}`
     /// keyed by tag type.
     pub safelist: Value,
+    /// Faults injected into responses. Targets are `register`, `get-task`,
+    /// `post-task`, `download-file`, `upload-file` and `safelist`. Faults
+    /// that alter a built response (`slow-body`, `truncated`, `wrong-bytes`,
+    /// `stuck`) apply to `download-file` and `safelist` only, because on the
+    /// other calls the server's state would change while the service sees
+    /// a failure, which no retry can repair.
+    pub faults: FaultPlan,
 }
 
 impl Default for ServiceServerOptions {
@@ -94,6 +105,7 @@ impl Default for ServiceServerOptions {
             max_long_poll: Duration::from_secs(30),
             timeout_override: None,
             safelist: serde_json::json!({"match": {}, "regex": {}}),
+            faults: FaultPlan::default(),
         }
     }
 }
@@ -154,15 +166,39 @@ impl ServiceServerSimulator {
         options: ServiceServerOptions,
         port: u16,
     ) -> std::io::Result<ServiceServerHandle> {
+        check_fault_targets(&options.faults)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
         let address = listener.local_addr()?;
+        let plan = options.faults.clone();
+        if !plan.rules().is_empty() {
+            info!(faults = ?plan, "injecting faults");
+        }
         let state = Arc::new(SharedState::new(options));
 
         let app_state = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
+            let plan = plan.clone();
             App::new()
                 .app_data(app_state.clone())
                 .configure(routes::configure)
+                .wrap_fn(move |request, service| {
+                    let Some(call) = call_name(request.method(), request.path()) else {
+                        let response = service.call(request);
+                        return async move { Ok(response.await?.map_into_boxed_body()) }
+                            .boxed_local();
+                    };
+                    if let Some(fault) = plan.pick(call, Stage::Before) {
+                        let (request, _) = request.into_parts();
+                        return replace(request, fault).boxed_local();
+                    }
+                    let after = if ALTERABLE_CALLS.contains(&call) {
+                        plan.pick(call, Stage::After)
+                    } else {
+                        None
+                    };
+                    let response = service.call(request);
+                    alter(response, after).boxed_local()
+                })
         })
         .workers(1)
         .disable_signals()
@@ -212,6 +248,11 @@ impl ServiceServerHandle {
         self.state.report()
     }
 
+    /// Returns every fault injected so far, in order.
+    pub fn injected_faults(&self) -> Vec<InjectedFault> {
+        self.state.options.faults.injected()
+    }
+
     /// Waits until every queued task has been handed out and completed, or
     /// until `timeout` passes, and returns the report either way.
     pub async fn wait_until_all_completed(&self, timeout: Duration) -> SimReport {
@@ -252,4 +293,103 @@ impl Drop for ServiceServerHandle {
             drop(self.server.stop(false));
         }
     }
+}
+
+/// Calls whose built response a fault may alter: they change no state.
+const ALTERABLE_CALLS: [&str; 2] = ["download-file", "safelist"];
+
+/// Names the service-server call of a request, as fault targets name it.
+fn call_name(method: &Method, path: &str) -> Option<&'static str> {
+    let call = match (method.as_str(), path) {
+        ("PUT" | "POST", "/api/v1/service/register/") => "register",
+        ("GET", "/api/v1/task/") => "get-task",
+        ("POST", "/api/v1/task/") => "post-task",
+        ("PUT", "/api/v1/file/") => "upload-file",
+        ("GET", path) if path.starts_with("/api/v1/file/") => "download-file",
+        ("GET", path) if path.starts_with("/api/v1/safelist/") => "safelist",
+        _ => return None,
+    };
+    Some(call)
+}
+
+/// Rejects a plan whose rules alter a response of a call that changes state.
+fn check_fault_targets(plan: &FaultPlan) -> std::io::Result<()> {
+    for rule in plan.rules() {
+        let target = rule.target.as_str();
+        let known = [
+            "*",
+            "register",
+            "get-task",
+            "post-task",
+            "download-file",
+            "upload-file",
+            "safelist",
+        ];
+        if !known.contains(&target) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "fault target {target:?} is not a service-server call; use one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if rule.fault.stage() == Stage::After && target != "*" && !ALTERABLE_CALLS.contains(&target)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "fault {} on {target} is not supported: it alters a built response, which \
+                     the simulator does only for download-file and safelist",
+                    rule.fault
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Answers a request with a fault in place of the server's handling.
+async fn replace(
+    request: actix_web::HttpRequest,
+    fault: Fault,
+) -> Result<ServiceResponse, actix_web::Error> {
+    if fault == Fault::Hang {
+        faults::hang().await;
+    }
+    Ok(ServiceResponse::new(
+        request,
+        faults::replacement_response(&fault),
+    ))
+}
+
+/// Waits for the server's response and applies `fault` to it, if any.
+fn alter<F, B>(
+    response: F,
+    fault: Option<Fault>,
+) -> LocalBoxFuture<'static, Result<ServiceResponse, actix_web::Error>>
+where
+    F: std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    async move {
+        let response = response.await?;
+        let Some(fault) = fault else {
+            return Ok(response.map_into_boxed_body());
+        };
+        let (request, response) = response.into_parts();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .cloned();
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap_or_default();
+        Ok(ServiceResponse::new(
+            request,
+            faults::altered_response(&fault, status, content_type, body),
+        ))
+    }
+    .boxed_local()
 }

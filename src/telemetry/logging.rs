@@ -1,9 +1,16 @@
 //! Log setup: `tracing` to standard error, filtered by `RUST_LOG`, or by
-//! `LOG_LEVEL` as AL sets it for service containers.
+//! `LOG_LEVEL` as AL sets it for service containers, plus the spans sent to
+//! an OpenTelemetry collector when the `OTEL_*` variables request it.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use super::traces::{TraceExport, TraceExportError};
 
 /// Output format of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +38,15 @@ pub fn level_from_python_name(name: &str) -> Option<&'static str> {
 /// `RUST_LOG` nor `LOG_LEVEL` is set; an unusable value of either is
 /// reported on standard error and replaced by the default. Colours are used
 /// only when standard error is a terminal. Calling it twice is harmless.
-pub fn init(default_level: &str, format: LogFormat) {
+///
+/// When the environment sets an OTLP endpoint, the service's spans at INFO
+/// and above (one per task, per Intezer request and per service-server
+/// request) are exported too, whatever the log level. Keep the returned
+/// [`TraceExport`] alive until the end, because dropping it flushes them.
+pub fn init(
+    default_level: &str,
+    format: LogFormat,
+) -> Result<Option<TraceExport>, TraceExportError> {
     let mut problem = None;
     let filter = if let Ok(spec) = std::env::var("RUST_LOG") {
         EnvFilter::try_new(&spec).ok().or_else(|| {
@@ -51,17 +66,35 @@ pub fn init(default_level: &str, format: LogFormat) {
         None
     };
     let filter = filter.unwrap_or_else(|| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
     };
+
+    let export = TraceExport::from_env()?;
+    let (export, spans) = match export {
+        Some((export, tracer)) => {
+            let spans = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(Targets::new().with_target("intezer_dynamic", Level::INFO));
+            (Some(export), Some(spans))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
     if let Some(problem) = problem {
         tracing::warn!("{problem}");
     }
+    if export.is_some() {
+        tracing::info!("exporting trace spans over OTLP");
+    }
+    Ok(export)
 }
 
 #[cfg(test)]

@@ -386,4 +386,27 @@ mod tests {
             "{text}"
         );
     }
+
+    /// The README's metric table must name every family the registry
+    /// exports, so that SREs can look each one up.
+    #[test]
+    fn readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        let listed = |name: &str| readme.contains(&format!("| `{name}`"));
+        let metrics = metrics();
+        let mut missing = Vec::new();
+        for family in metrics.registry.gather() {
+            let name = family.name();
+            let short = name.strip_prefix("intezer_dynamic_").unwrap_or(name);
+            let documented = if short.starts_with("process_") {
+                listed("process_*")
+            } else {
+                listed(short)
+            };
+            if !documented {
+                missing.push(name.to_string());
+            }
+        }
+        assert!(missing.is_empty(), "README metric table lacks {missing:?}");
+    }
 }
