@@ -168,7 +168,7 @@ async fn main() {
 
     // Sample the memory twice a second and note it per tenth of the run.
     let mut peak_rss = 0.0f64;
-    let mut rss_by_tenth = vec![0.0f64; 10];
+    let mut rss_by_tenth = [0.0f64; 10];
     let exit = loop {
         if let Some(exit) = service.try_wait().expect("the service can be waited on") {
             break exit;
