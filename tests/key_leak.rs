@@ -151,11 +151,11 @@ async fn check_run(log_format: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_stay_out_of_text_logs_answers_and_metrics() {
+async fn keys_absent_with_text_logs() {
     check_run("text").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_stay_out_of_json_logs_answers_and_metrics() {
+async fn keys_absent_with_json_logs() {
     check_run("json").await;
 }

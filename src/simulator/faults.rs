@@ -80,7 +80,7 @@ pub enum Fault {
 /// When a fault acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// In place of the simulator's handling: the state never sees the request.
+    /// In place of the simulator's handling: the state never receives the request.
     Before,
     /// On the response the simulator built.
     After,
@@ -128,7 +128,7 @@ impl fmt::Display for Fault {
     }
 }
 
-/// Which matching requests a rule breaks.
+/// Selection of the matching requests a rule breaks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Trigger {
     Always,
@@ -444,7 +444,7 @@ pub fn altered_response(
 }
 
 /// A JSON body `{"result": "xxx…"}` of `bytes` bytes, generated piece by
-/// piece so the simulator never holds it whole.
+/// piece so the simulator never keeps it whole in memory.
 fn huge_json(bytes: u64) -> HttpResponse {
     const HEAD: &[u8] = b"{\"result\": \"";
     const TAIL: &[u8] = b"\"}";
