@@ -83,7 +83,11 @@ pub fn service_identity(manifest: &Manifest) -> ServiceIdentity {
     }
 }
 
+const BYTES_PER_MIB: u64 = 1024 * 1024;
+
 /// Builds the Intezer client for `config`, with its request-rate limiter.
+/// With `tls_verify` false the client logs a warning each time it is built,
+/// so once per start of `serve` or `scan`.
 pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerError> {
     let mut settings = IntezerSettings::new(config.base_url.clone(), config.api_key.clone());
     settings.api_version = config.api_version.clone();
@@ -93,6 +97,12 @@ pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerEr
         ..RetryPolicy::default()
     };
     settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
+    settings.tls_verify = config.tls_verify;
+    let ca_cert_path = config.ca_cert_path.trim();
+    if !ca_cert_path.is_empty() {
+        settings.ca_path = Some(PathBuf::from(ca_cert_path));
+    }
+    settings.max_response_bytes = config.max_response_mb.saturating_mul(BYTES_PER_MIB);
     let quota = QuotaGuard::new(quota_settings(config)?)
         .map_err(|err| IntezerError::Config(err.to_string()))?;
     Ok(IntezerClient::new(settings)?.with_quota(Arc::new(quota)))

@@ -106,6 +106,7 @@ impl ServiceServerClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
+        let mut root_ca_used = None;
         if env.service_api_host.starts_with("https") {
             if let Some(path) = &env.root_ca_path {
                 let pem = std::fs::read(path).map_err(|err| {
@@ -114,18 +115,37 @@ impl ServiceServerClient {
                         path.display()
                     ))
                 })?;
-                let certificate = reqwest::Certificate::from_pem(&pem).map_err(|err| {
+                // `from_pem` accepts a file without any certificate, so the
+                // bundle parser is used and an empty result rejected.
+                let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
                     ServiceServerError::Config(format!(
-                        "{} is not a PEM certificate: {err}",
-                        path.display()
+                        "SERVICE_SERVER_ROOT_CA_PATH {} is not a PEM certificate bundle: {}",
+                        path.display(),
+                        describe(&err)
                     ))
                 })?;
-                builder = builder.add_root_certificate(certificate);
+                if certificates.is_empty() {
+                    return Err(ServiceServerError::Config(format!(
+                        "SERVICE_SERVER_ROOT_CA_PATH {} contains no PEM certificate",
+                        path.display()
+                    )));
+                }
+                for certificate in certificates {
+                    builder = builder.add_root_certificate(certificate);
+                }
+                root_ca_used = Some(path);
             }
         }
-        let http = builder
-            .build()
-            .map_err(|err| ServiceServerError::Config(err.to_string()))?;
+        // The PEM parser only decodes base64, so a certificate that is not
+        // valid DER first fails here.
+        let http = builder.build().map_err(|err| match root_ca_used {
+            Some(path) => ServiceServerError::Config(format!(
+                "failed to build the HTTP client with SERVICE_SERVER_ROOT_CA_PATH {}: {}",
+                path.display(),
+                describe(&err)
+            )),
+            None => ServiceServerError::Config(describe(&err)),
+        })?;
         Ok(ServiceServerClient {
             http,
             host: env.service_api_host.clone(),

@@ -58,6 +58,9 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("lookup_cache_seconds", KeyType::Integer),
     ("quota_tier", KeyType::String),
     ("file_scans_per_day", KeyType::Integer),
+    ("tls_verify", KeyType::Bool),
+    ("ca_cert_path", KeyType::String),
+    ("max_response_mb", KeyType::Integer),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -109,6 +112,15 @@ pub struct ServiceConfig {
     /// File scans (lookups, uploads, downloads) per UTC day for this
     /// container; 0 means unlimited.
     pub file_scans_per_day: u64,
+    /// Verify the Intezer server's TLS certificate. false accepts any
+    /// certificate and logs a warning each time the client is built.
+    pub tls_verify: bool,
+    /// PEM file with extra root certificates for an on-premise Intezer
+    /// server with a private CA. Empty adds none.
+    pub ca_cert_path: String,
+    /// Maximum size in MiB of one Intezer response body, sample downloads
+    /// included. At least 1.
+    pub max_response_mb: u64,
 }
 
 impl Default for ServiceConfig {
@@ -139,6 +151,9 @@ impl Default for ServiceConfig {
             lookup_cache_seconds: 600,
             quota_tier: "custom".to_string(),
             file_scans_per_day: 0,
+            tls_verify: true,
+            ca_cert_path: String::new(),
+            max_response_mb: 64,
         }
     }
 }
@@ -176,6 +191,13 @@ impl ServiceConfig {
             }
             KeyType::Integer => {
                 let number = value.as_u64().ok_or_else(invalid)?;
+                if key == "max_response_mb" && number == 0 {
+                    return Err(ConfigError::InvalidType {
+                        key: key.to_string(),
+                        expected: "a whole number of MiB, at least 1",
+                        value: value.to_string(),
+                    });
+                }
                 *self.integer_field(key) = number;
             }
             KeyType::String => {
@@ -184,6 +206,7 @@ impl ServiceConfig {
                     "base_url" => self.base_url = text,
                     "api_version" => self.api_version = text,
                     "quota_tier" => self.quota_tier = text,
+                    "ca_cert_path" => self.ca_cert_path = text,
                     _ => self.api_key = Secret::new(text),
                 }
             }
@@ -204,6 +227,7 @@ impl ServiceConfig {
             "fetch_ttps" => &mut self.fetch_ttps,
             "fetch_sub_analyses" => &mut self.fetch_sub_analyses,
             "fetch_strings" => &mut self.fetch_strings,
+            "tls_verify" => &mut self.tls_verify,
             _ => &mut self.use_black_box_verdicts,
         }
     }
@@ -216,6 +240,7 @@ impl ServiceConfig {
             "requests_per_minute" => &mut self.requests_per_minute,
             "lookup_cache_seconds" => &mut self.lookup_cache_seconds,
             "file_scans_per_day" => &mut self.file_scans_per_day,
+            "max_response_mb" => &mut self.max_response_mb,
             _ => &mut self.requests_burst,
         }
     }
@@ -367,6 +392,36 @@ mod tests {
         assert!(config.require_api_key().is_err());
         config.api_key = Secret::new("0000-real");
         assert!(config.require_api_key().is_ok());
+    }
+
+    #[test]
+    fn tls_and_size_keys_are_read() {
+        let config = ServiceConfig::from_layers([&layer(json!({
+            "tls_verify": false,
+            "ca_cert_path": "/etc/intezer/ca.pem",
+            "max_response_mb": 128
+        }))])
+        .unwrap();
+        assert!(!config.tls_verify);
+        assert_eq!(config.ca_cert_path, "/etc/intezer/ca.pem");
+        assert_eq!(config.max_response_mb, 128);
+    }
+
+    #[test]
+    fn tls_and_size_defaults() {
+        let config = ServiceConfig::default();
+        assert!(config.tls_verify);
+        assert_eq!(config.ca_cert_path, "");
+        assert_eq!(config.max_response_mb, 64);
+    }
+
+    #[test]
+    fn zero_max_response_mb_is_rejected() {
+        let (key, value) = parse_override("max_response_mb=0").unwrap();
+        let mut config = ServiceConfig::default();
+        let message = config.set(&key, &value).unwrap_err().to_string();
+        assert!(message.contains("max_response_mb"), "{message}");
+        assert!(message.contains("at least 1"), "{message}");
     }
 
     #[test]
