@@ -9,6 +9,7 @@
 //! missing file uploads the file and posts again.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::config::secret::redact_json;
 use crate::config::{Environment, Secret};
 use crate::telemetry::metrics::metrics;
 
@@ -63,13 +65,24 @@ pub struct Identity {
     pub tool_version: String,
 }
 
-/// Reply to a registration.
-#[derive(Debug, Clone)]
+/// Reply to a registration. `Debug` hides `api_key` in the service
+/// configuration.
+#[derive(Clone)]
 pub struct Registration {
     pub keep_alive: bool,
     pub new_heuristics: Vec<String>,
     /// The active service definition, with the administrator's changes.
     pub service_config: Value,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("keep_alive", &self.keep_alive)
+            .field("new_heuristics", &self.new_heuristics)
+            .field("service_config", &redact_json(&self.service_config))
+            .finish()
+    }
 }
 
 /// A local file the server may ask for after a result post.
@@ -585,6 +598,20 @@ mod tests {
     fn timeout_header_is_whole_seconds_when_possible() {
         assert_eq!(format_seconds(Duration::from_secs(30)), "30");
         assert_eq!(format_seconds(Duration::from_millis(500)), "0.5");
+    }
+
+    #[test]
+    fn registration_debug_hides_api_key() {
+        let registration = Registration {
+            keep_alive: true,
+            new_heuristics: Vec::new(),
+            service_config: json!({"config": {"api_key": "intezer-key-9876", "private_only": false}}),
+        };
+
+        let printed = format!("{registration:?}");
+
+        assert!(!printed.contains("intezer-key-9876"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

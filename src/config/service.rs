@@ -425,6 +425,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_hides_api_key() {
+        let config = ServiceConfig {
+            api_key: Secret::new("config-key-2718"),
+            ..ServiceConfig::default()
+        };
+
+        let printed = format!("{config:?}");
+
+        assert!(!printed.contains("config-key-2718"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
     fn api_key_value_never_in_type_error() {
         let err = parse_typed("api_key", "secret-value", KeyType::Bool).unwrap_err();
         assert!(!err.to_string().contains("secret-value"));
