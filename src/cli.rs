@@ -1,9 +1,13 @@
 //! Command-line interface.
 
+use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use intezer_dynamic::config::Secret;
 
 /// The crate version and the git commit the binary was built from, as
 /// `--version` prints them.
@@ -63,6 +67,28 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
 }
 
+/// One `--set KEY=VALUE` argument as typed, parsed later so that errors
+/// name the key. `Debug` hides the value of `api_key`.
+#[derive(Clone)]
+pub struct SetArg(pub String);
+
+impl FromStr for SetArg {
+    type Err = Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(SetArg(text.to_string()))
+    }
+}
+
+impl fmt::Debug for SetArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.split_once('=') {
+            Some((key, _)) if key.trim() == "api_key" => write!(f, "\"{key}=<redacted>\""),
+            _ => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Tasks processed at once (at least 1).
@@ -76,7 +102,7 @@ pub struct ServeArgs {
     /// Override a service configuration key (a key of the manifest's
     /// `config:`), applied after the configuration AL returns; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub set: Vec<SetArg>,
 
     /// Register and exit.
     #[arg(long)]
@@ -95,7 +121,7 @@ pub struct ScanArgs {
 
     /// Intezer API key.
     #[arg(long, env = "INTEZER_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 
     /// Use the embedded Intezer simulator on 127.0.0.1 instead of Intezer.
     #[arg(long, conflicts_with_all = ["base_url", "api_key"])]
@@ -109,7 +135,7 @@ pub struct ScanArgs {
 
     /// Override a service configuration key; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub set: Vec<SetArg>,
 
     /// Set a submission parameter (dynamic_submit, analysis_id); repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -238,5 +264,46 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(count) if count >= 1 => Ok(count),
         _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_args_debug_hides_api_key() {
+        let cli = Cli::try_parse_from([
+            "intezer-dynamic",
+            "scan",
+            "--api-key",
+            "cli-key-1414",
+            "sample.exe",
+        ])
+        .unwrap();
+
+        let printed = format!("{cli:?}");
+
+        assert!(!printed.contains("cli-key-1414"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn set_args_debug_hides_api_key() {
+        let cli = Cli::try_parse_from([
+            "intezer-dynamic",
+            "serve",
+            "--set",
+            "api_key=set-key-1732",
+            "--set",
+            "private_only=true",
+        ])
+        .unwrap();
+
+        let printed = format!("{cli:?}");
+
+        assert!(!printed.contains("set-key-1732"), "{printed}");
+        assert!(printed.contains("api_key=<redacted>"), "{printed}");
+        assert!(printed.contains("private_only=true"), "{printed}");
     }
 }

@@ -2,6 +2,7 @@
 //! task intake, for `serve`; and the same pipeline on local files, for
 //! `scan`.
 
+use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::actors::{Pipeline, PipelineSettings, TaskOutcome};
 use crate::assemblyline::{
     Identity, Manifest, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
 };
+use crate::config::secret::redact_json;
 use crate::config::{ConfigError, Environment, ServiceConfig};
 use crate::intezer::{IntezerClient, IntezerError, IntezerSettings, RetryPolicy};
 use crate::quota::{
@@ -44,8 +46,9 @@ pub enum RuntimeError {
     },
 }
 
-/// Options of `serve` beyond the environment.
-#[derive(Debug, Clone, Default)]
+/// Options of `serve` beyond the environment. `Debug` hides `api_key` in
+/// the overrides and shows only the size of the manifest text.
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     /// Tasks in flight at once.
     pub concurrency: usize,
@@ -56,6 +59,23 @@ pub struct ServeOptions {
     pub manifest_text: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let overrides = redact_json(&Value::Object(self.overrides.clone()));
+        let manifest_text = self
+            .manifest_text
+            .as_ref()
+            .map(|text| format!("<{} bytes>", text.len()));
+        f.debug_struct("ServeOptions")
+            .field("concurrency", &self.concurrency)
+            .field("overrides", &overrides)
+            .field("register_only", &self.register_only)
+            .field("manifest_text", &manifest_text)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
 }
 
 /// The way `serve` ended.
@@ -86,7 +106,11 @@ pub fn service_identity(manifest: &Manifest) -> ServiceIdentity {
     }
 }
 
+const BYTES_PER_MIB: u64 = 1024 * 1024;
+
 /// Builds the Intezer client for `config`, with its request-rate limiter.
+/// With `tls_verify` false the client logs a warning each time it is built,
+/// so once per start of `serve` or `scan`.
 pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerError> {
     // NOTE: no service setting sets `ca_path` or `tls_verify`, so only the
     // built-in public roots are trusted and an appliance with a private CA
@@ -99,6 +123,12 @@ pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerEr
         ..RetryPolicy::default()
     };
     settings.user_agent = concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string();
+    settings.tls_verify = config.tls_verify;
+    let ca_cert_path = config.ca_cert_path.trim();
+    if !ca_cert_path.is_empty() {
+        settings.ca_path = Some(PathBuf::from(ca_cert_path));
+    }
+    settings.max_response_bytes = config.max_response_mb.saturating_mul(BYTES_PER_MIB);
     let limits = quota_settings(config)?;
     let quota = match shared_quota_settings(config) {
         Some(shared) => QuotaGuard::shared(limits, shared),
@@ -665,5 +695,39 @@ async fn scan_one(
         sha256: digest.sha256,
         outcome,
         extracted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_options_debug_hides_api_key() {
+        let mut overrides = Map::new();
+        overrides.insert("api_key".into(), Value::from("override-key-1234"));
+        let options = ServeOptions {
+            overrides,
+            manifest_text: Some("config:\n  api_key: manifest-key-5678\n".into()),
+            ..ServeOptions::default()
+        };
+
+        let printed = format!("{options:?}");
+
+        assert!(!printed.contains("override-key-1234"), "{printed}");
+        assert!(!printed.contains("manifest-key-5678"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn intezer_client_debug_hides_api_key() {
+        let config = ServiceConfig {
+            api_key: crate::config::Secret::new("client-key-0000-1111"),
+            ..ServiceConfig::default()
+        };
+
+        let printed = format!("{:?}", intezer_client(&config).unwrap());
+
+        assert!(!printed.contains("client-key-0000-1111"), "{printed}");
     }
 }

@@ -139,6 +139,41 @@ fn scan_simulator_writes_result_json() {
     }
 }
 
+/// `scan` with certificate verification turned off warns when it starts,
+/// at the default log level.
+#[test]
+fn scan_with_tls_verify_off_warns() {
+    let sample = common::sample("elf_true");
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--set",
+        "tls_verify=false",
+        sample.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("WARN"), "{message}");
+    assert!(
+        message.contains("TLS certificate verification is off"),
+        "{message}"
+    );
+}
+
+#[test]
+fn scan_with_zero_max_response_mb_exits_2() {
+    let sample = common::sample("elf_true");
+    let output = run(&[
+        "scan",
+        "--simulator",
+        "--set",
+        "max_response_mb=0",
+        sample.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("max_response_mb"));
+}
+
 /// The demo runs the service over real HTTP against both simulators and
 /// exits 0 when every task was answered exactly once.
 #[test]

@@ -275,7 +275,8 @@ async fn intezer_huge_body_fails_at_the_cap() {
     assert_eq!(errors.len(), SAMPLES.len(), "{errors:#?}");
     for error in errors {
         let message = error_message(error);
-        assert!(message.contains("response body"), "{message}");
+        assert!(message.contains("exceeds the limit"), "{message}");
+        assert!(message.contains("max_response_mb"), "{message}");
     }
 }
 

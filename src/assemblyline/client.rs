@@ -9,6 +9,7 @@
 //! missing file uploads the file and posts again.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
+use crate::config::secret::redact_json;
 use crate::config::{Environment, Secret};
 use crate::telemetry::metrics::metrics;
 
@@ -70,13 +72,24 @@ pub struct Identity {
     pub tool_version: String,
 }
 
-/// Reply to a registration.
-#[derive(Debug, Clone)]
+/// Reply to a registration. `Debug` hides `api_key` in the service
+/// configuration.
+#[derive(Clone)]
 pub struct Registration {
     pub keep_alive: bool,
     pub new_heuristics: Vec<String>,
     /// The active service definition, with the administrator's changes.
     pub service_config: Value,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("keep_alive", &self.keep_alive)
+            .field("new_heuristics", &self.new_heuristics)
+            .field("service_config", &redact_json(&self.service_config))
+            .finish()
+    }
 }
 
 /// A local file the server may ask for after a result post.
@@ -113,6 +126,7 @@ impl ServiceServerClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
+        let mut root_ca_used = None;
         if env.service_api_host.starts_with("https") {
             if let Some(path) = &env.root_ca_path {
                 let pem = std::fs::read(path).map_err(|err| {
@@ -121,18 +135,37 @@ impl ServiceServerClient {
                         path.display()
                     ))
                 })?;
-                let certificate = reqwest::Certificate::from_pem(&pem).map_err(|err| {
+                // `from_pem` accepts a file without any certificate, so the
+                // bundle parser is used and an empty result rejected.
+                let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
                     ServiceServerError::Config(format!(
-                        "{} is not a PEM certificate: {err}",
-                        path.display()
+                        "SERVICE_SERVER_ROOT_CA_PATH {} is not a PEM certificate bundle: {}",
+                        path.display(),
+                        describe(&err)
                     ))
                 })?;
-                builder = builder.add_root_certificate(certificate);
+                if certificates.is_empty() {
+                    return Err(ServiceServerError::Config(format!(
+                        "SERVICE_SERVER_ROOT_CA_PATH {} contains no PEM certificate",
+                        path.display()
+                    )));
+                }
+                for certificate in certificates {
+                    builder = builder.add_root_certificate(certificate);
+                }
+                root_ca_used = Some(path);
             }
         }
-        let http = builder
-            .build()
-            .map_err(|err| ServiceServerError::Config(err.to_string()))?;
+        // The PEM parser only decodes base64, so a certificate that is not
+        // valid DER first fails here.
+        let http = builder.build().map_err(|err| match root_ca_used {
+            Some(path) => ServiceServerError::Config(format!(
+                "failed to build the HTTP client with SERVICE_SERVER_ROOT_CA_PATH {}: {}",
+                path.display(),
+                describe(&err)
+            )),
+            None => ServiceServerError::Config(describe(&err)),
+        })?;
         Ok(ServiceServerClient {
             http,
             host: env.service_api_host.clone(),
@@ -654,6 +687,20 @@ mod tests {
     fn timeout_header_is_whole_seconds_when_possible() {
         assert_eq!(format_seconds(Duration::from_secs(30)), "30");
         assert_eq!(format_seconds(Duration::from_millis(500)), "0.5");
+    }
+
+    #[test]
+    fn registration_debug_hides_api_key() {
+        let registration = Registration {
+            keep_alive: true,
+            new_heuristics: Vec::new(),
+            service_config: json!({"config": {"api_key": "intezer-key-9876", "private_only": false}}),
+        };
+
+        let printed = format!("{registration:?}");
+
+        assert!(!printed.contains("intezer-key-9876"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! the service server and supplies every default.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::config::secret::redact_json;
 use crate::config::ConfigError;
 
 /// The manifest shipped with the service, embedded so the binary runs
 /// anywhere.
 pub const EMBEDDED_MANIFEST: &str = include_str!("../../service_manifest.yml");
 
-/// A parsed manifest after `$SERVICE_TAG` substitution.
-#[derive(Debug, Clone)]
+/// A parsed manifest after `$SERVICE_TAG` substitution. `Debug` hides
+/// `api_key`, because an operator's manifest file may set a real key.
+#[derive(Clone)]
 pub struct Manifest {
     /// The whole manifest as JSON: the register call's body.
     pub raw: Value,
@@ -29,6 +32,21 @@ pub struct Manifest {
     pub param_defaults: Map<String, Value>,
     /// Heuristic default scores, by id.
     pub heuristic_scores: HashMap<u32, i64>,
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("raw", &redact_json(&self.raw))
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("tool_version", &self.tool_version)
+            .field("timeout", &self.timeout)
+            .field("config", &redact_json(&Value::Object(self.config.clone())))
+            .field("param_defaults", &self.param_defaults)
+            .field("heuristic_scores", &self.heuristic_scores)
+            .finish()
+    }
 }
 
 impl Manifest {
@@ -164,6 +182,18 @@ mod tests {
         }
         assert_eq!(manifest.heuristic_scores[&1], 1000);
         assert_eq!(manifest.heuristic_scores[&16], 50);
+    }
+
+    #[test]
+    fn manifest_debug_hides_api_key() {
+        let text = EMBEDDED_MANIFEST.replace("api_key: sample_api_key", "api_key: real-key-3141");
+        let manifest = Manifest::parse(&text, "4.0.0.dev0").unwrap();
+        assert_eq!(manifest.config["api_key"], "real-key-3141");
+
+        let printed = format!("{manifest:?}");
+
+        assert!(!printed.contains("real-key-3141"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

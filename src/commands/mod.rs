@@ -13,6 +13,8 @@ use intezer_dynamic::config::ConfigError;
 use intezer_dynamic::intezer::IntezerError;
 use intezer_dynamic::runtime::RuntimeError;
 
+use crate::cli::SetArg;
+
 /// A usage or configuration error: exit status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -39,10 +41,10 @@ pub fn describe(err: &anyhow::Error) -> String {
 }
 
 /// Parses `--set KEY=VALUE` options into a configuration layer.
-pub fn config_overrides(options: &[String]) -> Result<Map<String, Value>, ConfigError> {
+pub fn config_overrides(options: &[SetArg]) -> Result<Map<String, Value>, ConfigError> {
     let mut layer = Map::new();
     for option in options {
-        let (key, value) = parse_override(option)?;
+        let (key, value) = parse_override(&option.0)?;
         layer.insert(key, value);
     }
     Ok(layer)

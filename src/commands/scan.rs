@@ -95,7 +95,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             config.base_url = base_url.clone();
         }
         if let Some(api_key) = &args.api_key {
-            config.api_key = Secret::new(api_key.clone());
+            config.api_key = api_key.clone();
         }
 
         let extract_dir = args.output_dir.as_ref().map(|dir| dir.join("extracted"));

@@ -215,6 +215,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_hides_service_api_key() {
+        let env = env(&[("SERVICE_API_KEY", "service-key-1618")]).unwrap();
+        assert_eq!(env.service_api_key.expose(), "service-key-1618");
+
+        let printed = format!("{env:?}");
+
+        assert!(!printed.contains("service-key-1618"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
     fn invalid_timeout_names_variable() {
         let err = env(&[("FILE_REQUEST_TIMEOUT", "-3")]).unwrap_err();
         assert!(err.to_string().contains("FILE_REQUEST_TIMEOUT"));

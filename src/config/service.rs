@@ -60,6 +60,9 @@ pub const CONFIG_KEYS: &[(&str, KeyType)] = &[
     ("file_scans_per_day", KeyType::Integer),
     ("quota_redis_url", KeyType::String),
     ("quota_redis_fallback_containers", KeyType::Integer),
+    ("tls_verify", KeyType::Bool),
+    ("ca_cert_path", KeyType::String),
+    ("max_response_mb", KeyType::Integer),
 ];
 
 /// The service configuration after the manifest defaults, the service
@@ -119,6 +122,15 @@ pub struct ServiceConfig {
     /// Containers that share the key. While Redis is unreachable, each
     /// container enforces this fraction of the key's limits.
     pub quota_redis_fallback_containers: u64,
+    /// Verify the Intezer server's TLS certificate. false accepts any
+    /// certificate and logs a warning each time the client is built.
+    pub tls_verify: bool,
+    /// PEM file with extra root certificates for an on-premise Intezer
+    /// server with a private CA. Empty adds none.
+    pub ca_cert_path: String,
+    /// Maximum size in MiB of one Intezer response body, sample downloads
+    /// included. At least 1.
+    pub max_response_mb: u64,
 }
 
 impl Default for ServiceConfig {
@@ -151,6 +163,9 @@ impl Default for ServiceConfig {
             file_scans_per_day: 0,
             quota_redis_url: Secret::default(),
             quota_redis_fallback_containers: 1,
+            tls_verify: true,
+            ca_cert_path: String::new(),
+            max_response_mb: 64,
         }
     }
 }
@@ -188,6 +203,13 @@ impl ServiceConfig {
             }
             KeyType::Integer => {
                 let number = value.as_u64().ok_or_else(invalid)?;
+                if key == "max_response_mb" && number == 0 {
+                    return Err(ConfigError::InvalidType {
+                        key: key.to_string(),
+                        expected: "a whole number of MiB, at least 1",
+                        value: value.to_string(),
+                    });
+                }
                 *self.integer_field(key) = number;
             }
             KeyType::String => {
@@ -197,6 +219,7 @@ impl ServiceConfig {
                     "api_version" => self.api_version = text,
                     "quota_tier" => self.quota_tier = text,
                     "quota_redis_url" => self.quota_redis_url = Secret::new(text),
+                    "ca_cert_path" => self.ca_cert_path = text,
                     _ => self.api_key = Secret::new(text),
                 }
             }
@@ -217,6 +240,7 @@ impl ServiceConfig {
             "fetch_ttps" => &mut self.fetch_ttps,
             "fetch_sub_analyses" => &mut self.fetch_sub_analyses,
             "fetch_strings" => &mut self.fetch_strings,
+            "tls_verify" => &mut self.tls_verify,
             _ => &mut self.use_black_box_verdicts,
         }
     }
@@ -230,6 +254,7 @@ impl ServiceConfig {
             "lookup_cache_seconds" => &mut self.lookup_cache_seconds,
             "file_scans_per_day" => &mut self.file_scans_per_day,
             "quota_redis_fallback_containers" => &mut self.quota_redis_fallback_containers,
+            "max_response_mb" => &mut self.max_response_mb,
             _ => &mut self.requests_burst,
         }
     }
@@ -406,6 +431,49 @@ mod tests {
         let err = ServiceConfig::from_layers([&layer(json!({"quota_redis_url": ["hunter2"]}))])
             .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_size_keys_are_read() {
+        let config = ServiceConfig::from_layers([&layer(json!({
+            "tls_verify": false,
+            "ca_cert_path": "/etc/intezer/ca.pem",
+            "max_response_mb": 128
+        }))])
+        .unwrap();
+        assert!(!config.tls_verify);
+        assert_eq!(config.ca_cert_path, "/etc/intezer/ca.pem");
+        assert_eq!(config.max_response_mb, 128);
+    }
+
+    #[test]
+    fn tls_and_size_defaults() {
+        let config = ServiceConfig::default();
+        assert!(config.tls_verify);
+        assert_eq!(config.ca_cert_path, "");
+        assert_eq!(config.max_response_mb, 64);
+    }
+
+    #[test]
+    fn zero_max_response_mb_is_rejected() {
+        let (key, value) = parse_override("max_response_mb=0").unwrap();
+        let mut config = ServiceConfig::default();
+        let message = config.set(&key, &value).unwrap_err().to_string();
+        assert!(message.contains("max_response_mb"), "{message}");
+        assert!(message.contains("at least 1"), "{message}");
+    }
+
+    #[test]
+    fn debug_hides_api_key() {
+        let config = ServiceConfig {
+            api_key: Secret::new("config-key-2718"),
+            ..ServiceConfig::default()
+        };
+
+        let printed = format!("{config:?}");
+
+        assert!(!printed.contains("config-key-2718"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

@@ -679,7 +679,10 @@ fn expect_ok(endpoint: &'static str, reply: &Reply) -> Result<(), IntezerError> 
 }
 
 /// Reads an analysis state from a 200 or 202 response of `GET /analyses/{id}`.
-fn analysis_state(endpoint: &'static str, reply: &Reply) -> Result<AnalysisState, IntezerError> {
+pub(super) fn analysis_state(
+    endpoint: &'static str,
+    reply: &Reply,
+) -> Result<AnalysisState, IntezerError> {
     let accepted = reply.status == StatusCode::ACCEPTED;
     let mut body = match reply.json_object(endpoint) {
         Ok(body) => body,
@@ -721,7 +724,7 @@ fn state_name(state: &AnalysisState) -> &str {
 
 /// Reads one poll of a strings operation: the strings once it succeeded,
 /// `None` while it runs.
-fn strings_result(
+pub(super) fn strings_result(
     endpoint: &'static str,
     reply: &Reply,
 ) -> Result<Option<Vec<StringEntry>>, IntezerError> {

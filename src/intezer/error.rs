@@ -66,7 +66,10 @@ pub enum IntezerError {
         endpoint: &'static str,
         message: String,
     },
-    #[error("{endpoint}: response body exceeds the limit of {limit} bytes")]
+    #[error(
+        "{endpoint}: response body exceeds the limit of {limit} bytes; raise max_response_mb \
+         to accept larger responses"
+    )]
     ResponseTooLarge { endpoint: &'static str, limit: u64 },
     #[error("the task deadline passed before {endpoint} could be retried")]
     DeadlineExceeded { endpoint: &'static str },

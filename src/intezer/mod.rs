@@ -7,10 +7,14 @@
 //! - `retry`: which failures may be retried, and the backoff.
 //! - `response`: status codes and bodies mapped to values or [`IntezerError`].
 //! - `endpoint`: the endpoint names carried by errors and logs.
+//! - `fuzzing`: entry points of the fuzz targets in `fuzz/`, built only
+//!   with the `fuzzing` feature.
 
 pub mod client;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod response;
 mod retry;
 mod settings;

@@ -58,14 +58,16 @@ pub struct IntezerSettings {
     /// left before the caller's deadline.
     pub request_timeout: Duration,
     /// Maximum size in bytes of a response body, downloads included. A larger
-    /// body fails with `IntezerError::ResponseTooLarge`.
+    /// body fails with `IntezerError::ResponseTooLarge`. The service sets it
+    /// from the `max_response_mb` key.
     pub max_response_bytes: u64,
     pub retry: RetryPolicy,
     /// PEM file with extra root certificates, for an on-premise server with
-    /// a private CA.
+    /// a private CA. The service sets it from the `ca_cert_path` key, which
+    /// errors name.
     pub ca_path: Option<PathBuf>,
-    /// false accepts any server certificate; the client logs a warning when
-    /// it is built with this setting.
+    /// false accepts any server certificate, and the client logs a warning
+    /// each time it is built with this setting.
     pub tls_verify: bool,
     pub user_agent: String,
 }

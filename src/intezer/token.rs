@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::endpoint;
 use super::error::IntezerError;
-use super::response::{invalid, status_error, take_field};
+use super::response::{invalid, status_error, take_field, Reply};
 use super::retry::{Delivery, Resend};
 use super::transport::{ApiRequest, Failure, RequestBody, Sink, Transport};
 use crate::config::Secret;
@@ -23,7 +23,7 @@ use crate::config::Secret;
 /// Python SDK does.
 pub(crate) const RENEW_WINDOW: Duration = Duration::from_secs(20);
 
-struct AccessToken {
+pub(super) struct AccessToken {
     bearer: Secret,
     /// Wall-clock expiry from `expire_at`. It is `None` when the server sent
     /// none, and then only a 401 renews the token.
@@ -31,7 +31,7 @@ struct AccessToken {
 }
 
 impl AccessToken {
-    fn is_fresh(&self, now: SystemTime) -> bool {
+    pub(super) fn is_fresh(&self, now: SystemTime) -> bool {
         match self.expires_at {
             None => true,
             Some(expires_at) => expires_at
@@ -141,24 +141,27 @@ impl TokenCache {
             });
         }
 
-        let parse = || -> Result<AccessToken, IntezerError> {
-            let mut body = reply.json_object(endpoint::ACCESS_TOKEN)?;
-            let bearer: String = take_field(endpoint::ACCESS_TOKEN, &mut body, "result")?;
-            if bearer.is_empty() {
-                return Err(invalid(endpoint::ACCESS_TOKEN, "empty `result` token"));
-            }
-            let expires_at = body
-                .get("expire_at")
-                .and_then(serde_json::Value::as_f64)
-                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch));
-            Ok(AccessToken {
-                bearer: Secret::new(bearer),
-                expires_at,
-            })
-        };
-        parse().map_err(Failure::not_sent)
+        parse_access_token(&reply).map_err(Failure::not_sent)
     }
+}
+
+/// Reads the token and its optional expiry from a 200 response of
+/// `POST /get-access-token`.
+pub(super) fn parse_access_token(reply: &Reply) -> Result<AccessToken, IntezerError> {
+    let mut body = reply.json_object(endpoint::ACCESS_TOKEN)?;
+    let bearer: String = take_field(endpoint::ACCESS_TOKEN, &mut body, "result")?;
+    if bearer.is_empty() {
+        return Err(invalid(endpoint::ACCESS_TOKEN, "empty `result` token"));
+    }
+    let expires_at = body
+        .get("expire_at")
+        .and_then(serde_json::Value::as_f64)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch));
+    Ok(AccessToken {
+        bearer: Secret::new(bearer),
+        expires_at,
+    })
 }
 
 #[cfg(test)]

@@ -364,24 +364,43 @@ async fn upload_form(path: &Path, file_name: &str) -> Result<Form, Failure> {
         .text("verify_file_support", "True"))
 }
 
-/// Reads every certificate of a PEM bundle.
+/// Reads every certificate of a PEM bundle and checks that TLS accepts
+/// them as root certificates.
 fn read_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, IntezerError> {
     let pem = std::fs::read(path).map_err(|err| {
-        IntezerError::Config(format!("failed to read ca_path {}: {err}", path.display()))
+        IntezerError::Config(format!(
+            "failed to read ca_cert_path {}: {err}",
+            path.display()
+        ))
     })?;
     let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
         IntezerError::Config(format!(
-            "ca_path {} is not a PEM bundle: {}",
+            "ca_cert_path {} is not a PEM certificate bundle: {}",
             path.display(),
             error_chain(&err)
         ))
     })?;
     if certificates.is_empty() {
         return Err(IntezerError::Config(format!(
-            "ca_path {} contains no PEM certificate",
+            "ca_cert_path {} contains no PEM certificate",
             path.display()
         )));
     }
+
+    // The PEM parser only decodes base64, so a certificate that is not valid
+    // DER is first noticed when a client is built with it. A client built
+    // with these certificates alone attributes that failure to this file.
+    let mut probe = reqwest::Client::builder().tls_built_in_root_certs(false);
+    for certificate in &certificates {
+        probe = probe.add_root_certificate(certificate.clone());
+    }
+    probe.build().map_err(|err| {
+        IntezerError::Config(format!(
+            "ca_cert_path {} contains an invalid certificate: {}",
+            path.display(),
+            error_chain(&err)
+        ))
+    })?;
     Ok(certificates)
 }
 
