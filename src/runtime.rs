@@ -112,9 +112,6 @@ const BYTES_PER_MIB: u64 = 1024 * 1024;
 /// With `tls_verify` false the client logs a warning each time it is built,
 /// so once per start of `serve` or `scan`.
 pub fn intezer_client(config: &ServiceConfig) -> Result<IntezerClient, IntezerError> {
-    // NOTE: no service setting sets `ca_path` or `tls_verify`, so only the
-    // built-in public roots are trusted and an appliance with a private CA
-    // cannot be reached yet.
     let mut settings = IntezerSettings::new(config.base_url.clone(), config.api_key.clone());
     settings.api_version = config.api_version.clone();
     settings.is_on_premise = config.is_on_premise;
