@@ -446,3 +446,39 @@ fn service_server_rejects_alteration_of_state_changing_calls() {
         .expect("the plan is rejected");
     assert!(err.to_string().contains("post-task"), "{err}");
 }
+
+#[actix_rt::test]
+async fn sub_analysis_server_errors_fail_recoverably() {
+    let run = run(Setup {
+        intezer: &["sub-analysis.code-reuse=503"],
+        ..Setup::default()
+    })
+    .await;
+    assert!(!run.intezer_faults.is_empty());
+    // No result may be posted with the sub-analyses silently left out.
+    let errors = run.errors();
+    assert!(!errors.is_empty());
+    for error in errors {
+        assert_eq!(error_status(error), "FAIL_RECOVERABLE");
+    }
+    for result in run.results() {
+        let text = result.body.to_string();
+        assert!(!text.contains("Subanalysis report"), "{text}");
+    }
+}
+
+#[test]
+fn intezer_simulator_rejects_unknown_fault_targets() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime
+        .block_on(IntezerSimulator::start_with_faults(
+            IntezerBehaviour::Default(DefaultOptions::default()),
+            0,
+            FaultPlan::parse(&["sub-analyses.code-reuse=503"], 1).unwrap(),
+        ))
+        .err()
+        .expect("the plan is rejected");
+    let message = err.to_string();
+    assert!(message.contains("sub-analyses.code-reuse"), "{message}");
+    assert!(message.contains("sub-analysis.code-reuse"), "{message}");
+}

@@ -203,3 +203,27 @@ fn grpc_protocol_is_refused_before_any_work() {
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
     assert!(stderr.contains("http/protobuf"), "{stderr}");
 }
+
+#[test]
+fn unreachable_collector_is_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let output = Command::new(common::binary())
+        .arg("demo")
+        .arg(common::sample("elf_true"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .output()
+        .expect("run the demo");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("failed to export trace spans"), "{stderr}");
+    assert!(stderr.contains(&format!("{endpoint}/v1/traces")), "{stderr}");
+}

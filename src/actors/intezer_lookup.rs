@@ -290,11 +290,10 @@ impl Handler<FetchReport> for IntezerLookup {
     }
 }
 
-/// Reads IOCs, TTPs and sub-analyses at once. A part the plan or the
-/// analysis does not have (403, 404) is left empty. Other failures of those
-/// three fail the report, because the result would silently miss them. A
-/// sub-analysis's code reuse, metadata or strings that cannot be read are
-/// left out of that sub-analysis only.
+/// Reads IOCs, TTPs and sub-analyses at once, then the details of each
+/// sub-analysis. A part the plan or the analysis does not have (403, 404)
+/// is left empty. Any other failure fails the report, because the result
+/// would silently miss that part.
 async fn fetch_report(
     client: &IntezerClient,
     message: &FetchReport,
@@ -340,6 +339,8 @@ async fn fetch_report(
     let sub_analyses = futures_util::future::join_all(details)
         .await
         .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .flatten()
         .collect();
     Ok(ReportData {
@@ -350,56 +351,64 @@ async fn fetch_report(
 }
 
 /// Reads one sub-analysis's code reuse, then, if it is reported, its
-/// metadata and strings. `None` when it is not reported.
+/// metadata and strings. `Ok(None)` when it is not reported. A part Intezer
+/// does not have (403, 404) is left out; any other failure fails the
+/// report, so that a result is never posted, and cached by AL, with parts
+/// silently missing.
 async fn sub_analysis_details(
     client: &IntezerClient,
     analysis_id: &str,
     sub: SubAnalysis,
     options: ReportOptions,
     deadline: Instant,
-) -> Option<SubAnalysisReport> {
+) -> Result<Option<SubAnalysisReport>, IntezerError> {
     let sub_id = sub.sub_analysis_id.clone();
+    let absent = |part: &str, err: &IntezerError| {
+        debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no {part} for sub-analysis");
+    };
     let code_reuse = match client.code_reuse(analysis_id, &sub_id, deadline).await {
         Ok(code_reuse) => code_reuse,
-        Err(err) => {
-            debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no code reuse for sub-analysis");
+        Err(err) if is_absent(&err) => {
+            absent("code reuse", &err);
             None
         }
+        Err(err) => return Err(err),
     };
     if !is_reported(&sub, code_reuse.as_ref()) {
-        return None;
+        return Ok(None);
     }
     let metadata = async {
         match client.metadata(analysis_id, &sub_id, deadline).await {
-            Ok(metadata) => metadata,
-            Err(err) => {
-                debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no metadata for sub-analysis");
-                Map::new()
+            Err(err) if is_absent(&err) => {
+                absent("metadata", &err);
+                Ok(Map::new())
             }
+            other => other,
         }
     };
     let strings = async {
         if !options.strings {
-            return None;
+            return Ok(None);
         }
         match client
             .strings(analysis_id, &sub_id, options.strings_poll, deadline)
             .await
         {
-            Ok(strings) => Some(strings),
-            Err(err) => {
-                debug!(analysis_id, sub_analysis_id = %sub_id, error = %err, "no strings for sub-analysis");
-                None
+            Ok(strings) => Ok(Some(strings)),
+            Err(err) if is_absent(&err) => {
+                absent("strings", &err);
+                Ok(None)
             }
+            Err(err) => Err(err),
         }
     };
     let (metadata, strings) = futures_util::join!(metadata, strings);
-    Some(SubAnalysisReport {
+    Ok(Some(SubAnalysisReport {
         sub,
         code_reuse,
-        metadata,
-        strings,
-    })
+        metadata: metadata?,
+        strings: strings?,
+    }))
 }
 
 /// Checks whether an error means Intezer has no such data for this

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use serde_json::{Map, Value};
 
 use intezer_dynamic::simulator::faults::FaultPlan;
@@ -37,7 +36,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             run_system(async move {
                 let handle = IntezerSimulator::start_with_faults(behaviour, port, plan)
                     .await
-                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                    .map_err(|err| listen_error(err, port))?;
                 println!(
                     "Intezer simulator listening; base_url: {}",
                     handle.base_url()
@@ -73,13 +72,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             run_system(async move {
                 let handle = ServiceServerSimulator::start(options, port)
                     .await
-                    .map_err(|err| match err.kind() {
-                        std::io::ErrorKind::InvalidInput => {
-                            anyhow::Error::new(UsageError(err.to_string()))
-                        }
-                        _ => anyhow::Error::new(err)
-                            .context(format!("cannot listen on 127.0.0.1:{port}")),
-                    })?;
+                    .map_err(|err| listen_error(err, port))?;
                 println!(
                     "service-server simulator listening; SERVICE_API_HOST={}",
                     handle.base_url()
@@ -90,6 +83,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+    }
+}
+
+/// Turns a simulator's start failure into a usage error when its settings
+/// were invalid, or a listen error otherwise.
+fn listen_error(err: std::io::Error, port: u16) -> anyhow::Error {
+    match err.kind() {
+        std::io::ErrorKind::InvalidInput => anyhow::Error::new(UsageError(err.to_string())),
+        _ => anyhow::Error::new(err).context(format!("cannot listen on 127.0.0.1:{port}")),
     }
 }
 

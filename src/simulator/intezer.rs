@@ -128,6 +128,7 @@ impl IntezerSimulator {
         port: u16,
         faults: FaultPlan,
     ) -> io::Result<IntezerSimHandle> {
+        check_fault_targets(&faults)?;
         if !faults.rules().is_empty() {
             info!(?faults, "injecting faults");
         }
@@ -244,6 +245,43 @@ impl Drop for IntezerSimHandle {
             drop(self.server.stop(false));
         }
     }
+}
+
+/// Endpoint names a fault rule may target, as [`RecordedCall::endpoint`]
+/// names them.
+const FAULT_TARGETS: [&str; 14] = [
+    "get-access-token",
+    "is-available",
+    "current-quota-usage",
+    "analyze",
+    "files.latest-analysis",
+    "files.download",
+    "analyses.status",
+    "analyses.iocs",
+    "analyses.dynamic-ttps",
+    "analyses.sub-analyses",
+    "sub-analysis.code-reuse",
+    "sub-analysis.metadata",
+    "sub-analysis.strings.request",
+    "sub-analysis.strings.result",
+];
+
+/// Rejects a plan with a target no request can match, naming the valid ones.
+fn check_fault_targets(plan: &FaultPlan) -> io::Result<()> {
+    for rule in plan.rules() {
+        let target = rule.target.as_str();
+        if target != "*" && !FAULT_TARGETS.contains(&target) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "fault target {target:?} is not an endpoint of the Intezer simulator; use * \
+                     or one of {}",
+                    FAULT_TARGETS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 // === request handling ===

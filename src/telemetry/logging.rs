@@ -91,8 +91,8 @@ pub fn init(
     if let Some(problem) = problem {
         tracing::warn!("{problem}");
     }
-    if export.is_some() {
-        tracing::info!("exporting trace spans over OTLP");
+    if let Some(export) = &export {
+        tracing::info!(endpoint = %export.endpoint, "exporting trace spans over OTLP");
     }
     Ok(export)
 }

@@ -22,6 +22,9 @@ pub const SERVICE_NAME: &str = "intezer-dynamic";
 /// Largest collector response read; OTLP responses are a few bytes.
 const MAX_COLLECTOR_RESPONSE: usize = 1024 * 1024;
 
+/// Shortest time between two warnings about failed exports.
+const EXPORT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Failure to start trace export.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceExportError {
@@ -40,6 +43,8 @@ pub enum TraceExportError {
 /// The running exporter. Dropping it flushes the spans still queued.
 pub struct TraceExport {
     provider: SdkTracerProvider,
+    /// The collector's traces URL, for the start log line.
+    pub endpoint: String,
 }
 
 impl fmt::Debug for TraceExport {
@@ -58,6 +63,7 @@ impl TraceExport {
             return Ok(None);
         }
         let protocol = protocol_from_env(|name| std::env::var(name).ok())?;
+        let endpoint = traces_endpoint(|name| std::env::var(name).ok());
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(protocol)
@@ -74,7 +80,7 @@ impl TraceExport {
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer(SERVICE_NAME);
-        Ok(Some((TraceExport { provider }, tracer)))
+        Ok(Some((TraceExport { provider, endpoint }, tracer)))
     }
 }
 
@@ -95,6 +101,23 @@ fn export_requested(var: impl Fn(&str) -> Option<String>) -> bool {
     !disabled
         && !no_exporter
         && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// Returns the URL spans are sent to: the traces-specific endpoint as
+/// given, or the general one with `/v1/traces` appended, as the exporter
+/// resolves them.
+fn traces_endpoint(var: impl Fn(&str) -> Option<String>) -> String {
+    let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    match set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        Some(endpoint) => endpoint.trim().to_string(),
+        None => format!(
+            "{}/v1/traces",
+            set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches('/')
+        ),
+    }
 }
 
 /// Reads the OTLP protocol, the traces-specific variable first. Only the
@@ -120,6 +143,8 @@ fn protocol_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Protocol, T
 #[derive(Debug)]
 struct BlockingHttp {
     client: reqwest::blocking::Client,
+    /// When the last export failure was logged, to log at most one a minute.
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl BlockingHttp {
@@ -130,13 +155,49 @@ impl BlockingHttp {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|err| TraceExportError::Exporter(err.to_string()))?;
-        Ok(BlockingHttp { client })
+        Ok(BlockingHttp {
+            client,
+            last_warning: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Logs a failed export, at most once per [`EXPORT_WARNING_INTERVAL`],
+    /// so an unreachable collector is visible without flooding the log.
+    fn warn_export_failed(&self, url: &str, problem: &str) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < EXPORT_WARNING_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        tracing::warn!(
+            endpoint = url,
+            problem,
+            "failed to export trace spans to the OTLP collector; spans are dropped until it \
+             answers (next warning in a minute at the earliest)"
+        );
     }
 }
 
 #[async_trait::async_trait]
 impl HttpClient for BlockingHttp {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let url = request.uri().to_string();
+        let outcome = self.send(request);
+        match &outcome {
+            Ok(reply) if !reply.status().is_success() => {
+                self.warn_export_failed(&url, &format!("HTTP {}", reply.status()));
+            }
+            Ok(_) => {}
+            Err(err) => self.warn_export_failed(&url, &err.to_string()),
+        }
+        outcome
+    }
+}
+
+impl BlockingHttp {
+    /// Sends one export request and reads the collector's reply.
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
         let mut response = self
             .client
