@@ -225,5 +225,8 @@ fn unreachable_collector_is_reported() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("failed to export trace spans"), "{stderr}");
-    assert!(stderr.contains(&format!("{endpoint}/v1/traces")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{endpoint}/v1/traces")),
+        "{stderr}"
+    );
 }

@@ -83,6 +83,10 @@ fn prometheus_installed() -> bool {
         .output()
         .is_err()
     {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus is missing in CI; .ci/run installs it"
+        );
         eprintln!("skipped: prometheus is not installed (apt-get install prometheus)");
         return false;
     }

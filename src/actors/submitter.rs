@@ -147,7 +147,9 @@ async fn submit(
             })
         });
     if let Ok(submitted) = &outcome {
-        info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
+        message.span.in_scope(|| {
+            info!(sha256 = %message.sha256, analysis_id = submitted.analysis_id(), "file submitted to Intezer");
+        });
     }
     outcome
 }

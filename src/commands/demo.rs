@@ -110,7 +110,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             write_outputs(dir, &report)?;
         }
         if args.linger > 0 {
-            tokio::time::sleep(Duration::from_secs(args.linger)).await;
+            if let Some(addr) = args.metrics_addr {
+                println!(
+                    "serving http://{addr}/metrics for {} s more (/readyz answers 503: the \
+                     demo takes no more tasks); Ctrl-C ends it sooner",
+                    args.linger
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(args.linger)) => {}
+                () = super::shutdown_signal() => {}
+            }
         }
         let complete = report.completions.len() == task_count
             && report.lost.is_empty()
