@@ -53,7 +53,7 @@ impl QuotaSettings {
     pub fn validate(&self) -> Result<(), QuotaError> {
         if self.requests_per_minute > 0 && self.burst == 0 {
             return Err(QuotaError::InvalidSettings(format!(
-                "burst is 0 with requests_per_minute {}; set burst to at least 1",
+                "requests_burst is 0 with requests_per_minute {}; set requests_burst to at least 1",
                 self.requests_per_minute
             )));
         }
