@@ -133,24 +133,8 @@ async fn run(setup: Setup) -> Run {
     };
     intezer.stop().await;
     server.stop().await;
-    assert_each_task_once(&run.report);
+    common::assert_each_task_once(&run.report, SAMPLES.len());
     run
-}
-
-fn assert_each_task_once(report: &SimReport) {
-    assert_eq!(report.tasks_handed_out, SAMPLES.len());
-    assert_eq!(report.completions.len(), SAMPLES.len(), "{report:#?}");
-    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(
-        report.completed_twice.is_empty(),
-        "twice: {:?}",
-        report.completed_twice
-    );
-    assert!(
-        report.protocol_errors.is_empty(),
-        "protocol errors: {:?}",
-        report.protocol_errors
-    );
 }
 
 fn error_message(completion: &Completion) -> String {

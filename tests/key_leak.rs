@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,14 +20,6 @@ use intezer_dynamic::simulator::service_server::{
 const INTEZER_KEY: &str = "intezer-LEAKCHECK-5e8f1c2a9b7d";
 const AL_KEY: &str = "assemblyline-LEAKCHECK-4d3c2b1a0f9e";
 const SAMPLES: &[&str] = &["elf_true", "elf_libxau.so", "pe_nsis_stub.exe"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn check_run(log_format: &str) {
     let intezer = IntezerSimulator::start_with_faults(
@@ -71,7 +62,7 @@ async fn check_run(log_format: &str) {
     };
     let server = ServiceServerSimulator::start(options, 0).await.unwrap();
     let tasking = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     // TRACE logs fill a pipe long before the run ends, so they go to files.
     let log_dir = tempfile::tempdir().unwrap();
     let stderr_path = log_dir.path().join("stderr");
@@ -111,14 +102,7 @@ async fn check_run(log_format: &str) {
         .unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || {
-        let waited = std::time::Instant::now();
-        loop {
-            if let Some(exit) = service.try_wait().unwrap() {
-                return exit;
-            }
-            assert!(waited.elapsed() < Duration::from_secs(60), "no exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_for_exit(&mut service, Duration::from_secs(60))
     })
     .await
     .unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,14 +17,6 @@ use common::redis_server::RedisServer;
 
 /// Longest wait for Prometheus to start and to scrape the service.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Killed(Child);
 
@@ -96,7 +87,7 @@ fn prometheus_installed() -> bool {
 /// Starts Prometheus on a free port, in `dir`, scraping
 /// 127.0.0.1:`metrics_port` every second. Returns it and its port.
 fn start_prometheus(dir: &Path, metrics_port: u16) -> (Killed, u16) {
-    let prometheus_port = free_port();
+    let prometheus_port = common::free_port();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: intezer-dynamic\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     );
@@ -179,7 +170,7 @@ async fn prometheus_scrapes_and_evaluates_every_query() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     let (_prometheus, prometheus_port) = start_prometheus(dir.path(), metrics_port);
     let _demo = start_demo(root, metrics_port, &[]);
 
@@ -262,7 +253,7 @@ async fn dashboard_shows_shared_budget_with_redis() {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     let (_prometheus, prometheus_port) = start_prometheus(dir.path(), metrics_port);
     let _demo = start_demo(root, metrics_port, &[("QUOTA_REDIS_URL", redis.url())]);
     let http = reqwest::Client::builder()

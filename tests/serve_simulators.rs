@@ -12,7 +12,7 @@ use intezer_dynamic::runtime::{self, RuntimeError, ServeExit, ServeOptions};
 use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
 use intezer_dynamic::simulator::scenario::Scenario;
 use intezer_dynamic::simulator::service_server::{
-    CompletionKind, ServiceServerOptions, ServiceServerSimulator, SimFile, SimReport,
+    CompletionKind, ServiceServerOptions, ServiceServerSimulator, SimFile,
 };
 
 const SAMPLES: &[&str] = &[
@@ -62,22 +62,6 @@ async fn serve_until_limit(
     exit
 }
 
-fn assert_each_task_once(report: &SimReport, tasks: usize) {
-    assert_eq!(report.tasks_handed_out, tasks);
-    assert_eq!(report.completions.len(), tasks, "{report:#?}");
-    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(
-        report.completed_twice.is_empty(),
-        "twice: {:?}",
-        report.completed_twice
-    );
-    assert!(
-        report.protocol_errors.is_empty(),
-        "protocol errors: {:?}",
-        report.protocol_errors
-    );
-}
-
 /// Title → heuristic id of every section of a posted result.
 fn heuristics(result: &Value) -> Vec<(String, Option<u64>)> {
     result["result"]["sections"]
@@ -114,7 +98,7 @@ async fn every_sample_answered_once_with_result() {
     let report = server
         .wait_until_all_completed(Duration::from_secs(5))
         .await;
-    assert_each_task_once(&report, SAMPLES.len());
+    common::assert_each_task_once(&report, SAMPLES.len());
     assert!(
         matches!(exit, ServeExit::Finished(summary) if summary.results == SAMPLES.len() as u64)
     );
@@ -155,7 +139,7 @@ async fn unknown_file_is_submitted_polled_and_reported() {
     let report = server
         .wait_until_all_completed(Duration::from_secs(5))
         .await;
-    assert_each_task_once(&report, 1);
+    common::assert_each_task_once(&report, 1);
     let result = &report.completions[0].body;
     let found = heuristics(result);
     assert!(
@@ -277,7 +261,7 @@ async fn shutdown_request_stops_cleanly() {
     let (exit, ()) = tokio::join!(serve, wait_for_answer);
 
     assert!(matches!(exit.unwrap(), ServeExit::Finished(summary) if summary.tasks == 1));
-    assert_each_task_once(&server.report(), 1);
+    common::assert_each_task_once(&server.report(), 1);
     intezer.stop().await;
     server.stop().await;
 }
@@ -311,7 +295,7 @@ async fn safelisted_values_are_never_tagged() {
     let report = server
         .wait_until_all_completed(Duration::from_secs(5))
         .await;
-    assert_each_task_once(&report, 1);
+    common::assert_each_task_once(&report, 1);
     let result = &report.completions[0].body;
     let sections = result["result"]["sections"].as_array().unwrap();
     assert!(sections
@@ -368,7 +352,7 @@ async fn overload_answers_every_task_once() {
     let report = server
         .wait_until_all_completed(Duration::from_secs(5))
         .await;
-    assert_each_task_once(&report, SAMPLES.len());
+    common::assert_each_task_once(&report, SAMPLES.len());
     for completion in &report.completions {
         let recoverable = completion.body["response"]["status"] == "FAIL_RECOVERABLE";
         let result = matches!(completion.kind, CompletionKind::Result);

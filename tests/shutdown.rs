@@ -98,17 +98,7 @@ async fn stop_mid_load(signal: &'static str) {
     assert!(status.success());
 
     let exit = tokio::task::spawn_blocking(move || {
-        let waited = std::time::Instant::now();
-        loop {
-            if let Some(exit) = service.try_wait().unwrap() {
-                return exit;
-            }
-            if waited.elapsed() > Duration::from_secs(90) {
-                let _ = service.kill();
-                panic!("the service did not exit within 90 s of {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_for_exit(&mut service, Duration::from_secs(90))
     })
     .await
     .unwrap();

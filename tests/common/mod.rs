@@ -6,6 +6,9 @@ pub mod intezer_mock;
 pub mod redis_server;
 pub mod replay;
 
+#[allow(unused_imports)]
+pub use redis_server::free_port;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -45,4 +48,43 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Path of the built binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intezer-dynamic"))
+}
+
+/// Checks a service-server simulator report: `tasks` handed out, each
+/// answered once, and no protocol error.
+pub fn assert_each_task_once(
+    report: &intezer_dynamic::simulator::service_server::SimReport,
+    tasks: usize,
+) {
+    assert_eq!(report.tasks_handed_out, tasks);
+    assert_eq!(report.completions.len(), tasks, "{report:#?}");
+    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
+    assert!(
+        report.completed_twice.is_empty(),
+        "twice: {:?}",
+        report.completed_twice
+    );
+    assert!(
+        report.protocol_errors.is_empty(),
+        "protocol errors: {:?}",
+        report.protocol_errors
+    );
+}
+
+/// Waits for `child` to exit, killing it and failing after `limit`.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

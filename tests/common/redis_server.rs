@@ -6,7 +6,7 @@
 //! returns `None` so the caller can skip, except under CI (`CI=true`),
 //! where a missing binary fails the test.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,8 +117,10 @@ fn redis_server_installed() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// Returns a loopback port that was free a moment ago, for a server a test
+/// starts as a separate process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
