@@ -128,6 +128,17 @@ pub struct Completion {
     pub body: Value,
     /// The posted `freshen` flag, or `None` for an error.
     pub freshen: Option<bool>,
+    /// Time from the simulator's start to the task's hand-out.
+    pub handed_out_after: Duration,
+    /// Time from the simulator's start to this answer.
+    pub completed_after: Duration,
+}
+
+impl Completion {
+    /// Time from the task's hand-out to this answer.
+    pub fn latency(&self) -> Duration {
+        self.completed_after.saturating_sub(self.handed_out_after)
+    }
 }
 
 /// Everything the simulator saw, for assertions and for the demo's summary.
@@ -246,6 +257,12 @@ impl ServiceServerHandle {
 
     pub fn report(&self) -> SimReport {
         self.state.report()
+    }
+
+    /// Returns the number of tasks handed out and of answers accepted so
+    /// far; cheaper than [`ServiceServerHandle::report`] for polling.
+    pub fn progress_counts(&self) -> (usize, usize) {
+        self.state.progress_counts()
     }
 
     /// Returns every fault injected so far, in order.

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -32,6 +33,8 @@ pub(super) struct IssuedTask {
     pub sid: String,
     pub sha256: String,
     pub service_name: String,
+    /// When the task was handed out, for the completion's latency.
+    pub handed_out_at: Instant,
 }
 
 #[derive(Default)]
@@ -57,6 +60,8 @@ struct Ledger {
 /// State shared by the HTTP handlers and the [`super::ServiceServerHandle`].
 pub(super) struct SharedState {
     pub options: ServiceServerOptions,
+    /// When the simulator started; completion times count from it.
+    started: Instant,
     ledger: Mutex<Ledger>,
     /// Notified whenever a task is queued.
     pub task_queued: Notify,
@@ -68,6 +73,7 @@ impl SharedState {
     pub fn new(options: ServiceServerOptions) -> Self {
         let state = SharedState {
             options,
+            started: Instant::now(),
             ledger: Mutex::new(Ledger::default()),
             task_queued: Notify::new(),
             progress: Notify::new(),
@@ -143,6 +149,7 @@ impl SharedState {
                     sid: queued.sid,
                     sha256: queued.sha256,
                     service_name: self.options.service_name.clone(),
+                    handed_out_at: Instant::now(),
                 },
             );
             task
@@ -202,6 +209,8 @@ impl SharedState {
                 kind,
                 body,
                 freshen,
+                handed_out_after: task.handed_out_at.duration_since(self.started),
+                completed_after: self.started.elapsed(),
             });
             let count = ledger
                 .completion_counts
@@ -216,6 +225,13 @@ impl SharedState {
         };
         self.progress.notify_waiters();
         repeated
+    }
+
+    /// Returns the number of tasks handed out and of answers accepted, without
+    /// copying the report.
+    pub fn progress_counts(&self) -> (usize, usize) {
+        let ledger = self.lock();
+        (ledger.handed_out.len(), ledger.completions.len())
     }
 
     /// Returns whether nothing is queued and every handed-out task is

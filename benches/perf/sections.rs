@@ -1,0 +1,533 @@
+//! The report's sections: each runs what it measures and writes its part of
+//! the report, and returns the rows of the summary of targets.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use intezer_dynamic::simulator::intezer::{DefaultVerdict, RecordedCall};
+use intezer_dynamic::simulator::service_server::CompletionKind;
+
+use super::run::{run, RunOutcome, RunSpec, Stop};
+use super::workload::FileMaker;
+
+/// Latency the Intezer simulator adds to every response in the throughput
+/// runs.
+pub const INTEZER_LATENCY: Duration = Duration::from_millis(20);
+
+/// Gap between two requests that starts a new round of requests: the
+/// requests of one round leave within a millisecond or two of each other,
+/// and the next round waits for an answer that takes the full latency.
+const ROUND_GAP: Duration = Duration::from_millis(10);
+
+/// One line of the summary: a measure, its target and whether it was met.
+pub struct TargetRow {
+    pub measure: String,
+    pub target: String,
+    pub value: String,
+    pub met: bool,
+}
+
+/// What the sections share: the report so far and the summary rows.
+pub struct Report {
+    pub text: String,
+    pub targets: Vec<TargetRow>,
+    /// Mean sequential rounds of Intezer requests per hit, measured at
+    /// concurrency 1 by the hit section.
+    pub rounds_per_hit: Option<f64>,
+    /// Mean Intezer requests per hit.
+    pub calls_per_hit: Option<f64>,
+    pub quick: bool,
+}
+
+impl Report {
+    pub fn target(&mut self, measure: &str, target: &str, value: String, met: bool) {
+        self.targets.push(TargetRow {
+            measure: measure.to_string(),
+            target: target.to_string(),
+            value,
+            met,
+        });
+    }
+}
+
+fn settings(pairs: Value) -> Map<String, Value> {
+    pairs.as_object().cloned().unwrap_or_default()
+}
+
+/// Settings of the hit runs: default report options, no rate limit.
+fn hit_settings() -> Map<String, Value> {
+    settings(json!({
+        "polling_period_in_seconds": 1,
+        "analysis_timeout_in_seconds": 60,
+    }))
+}
+
+/// Counts the rounds of requests in a run at concurrency 1, where the tasks'
+/// requests never overlap: a request that arrives more than [`ROUND_GAP`]
+/// after the one before it starts a round.
+fn count_rounds<'a>(calls: impl Iterator<Item = &'a RecordedCall>) -> usize {
+    let mut rounds = 0;
+    let mut previous: Option<Duration> = None;
+    for call in calls {
+        let starts_round =
+            previous.is_none_or(|before| call.received_after.saturating_sub(before) > ROUND_GAP);
+        if starts_round {
+            rounds += 1;
+        }
+        previous = Some(call.received_after);
+    }
+    rounds
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn check_clean(report: &mut Report, label: &str, outcome: &RunOutcome) {
+    let results = outcome.report.completions.len();
+    let errors = outcome
+        .report
+        .completions
+        .iter()
+        .filter(|completion| completion.kind == CompletionKind::Error)
+        .count();
+    report.target(
+        &format!("{label}: every task answered once, service exit 0"),
+        "yes",
+        format!(
+            "{results} answered, {} lost, {} twice, {errors} errors",
+            outcome.report.lost.len(),
+            outcome.report.completed_twice.len()
+        ),
+        outcome.clean() && errors == 0,
+    );
+    if !outcome.clean() || errors > 0 {
+        let lines: Vec<&str> = outcome.log.lines().take(20).collect();
+        let _ = writeln!(
+            report.text,
+            "\nThe {label} run was not clean; the service's first log lines:\n\n```\n{}\n```\n",
+            lines.join("\n")
+        );
+    }
+}
+
+/// Sections 1 and 4: throughput of hits at several concurrencies against
+/// the latency bound, and the service's CPU per hit.
+pub async fn hits(report: &mut Report) {
+    let concurrencies: &[usize] = &[1, 16, 64, 256];
+    let mut files = FileMaker::new(1);
+    let mut rows = Vec::new();
+    for &concurrency in concurrencies {
+        let tasks = if report.quick {
+            (concurrency * 4).clamp(30, 400)
+        } else if concurrency == 1 {
+            150
+        } else {
+            (concurrency * 120).min(12_000)
+        };
+        let outcome = run(RunSpec {
+            concurrency,
+            files: files.known(tasks),
+            latency: INTEZER_LATENCY,
+            polls_before_finished: 0,
+            instant_strings: true,
+            config: hit_settings(),
+            task_timeout: 120,
+            long_poll: 1,
+            stop: Stop::AllAnswered,
+        })
+        .await;
+        check_clean(
+            report,
+            &format!("hits at concurrency {concurrency}"),
+            &outcome,
+        );
+        let calls_per_task = outcome.task_calls().count() as f64 / tasks as f64;
+        if concurrency == 1 {
+            let rounds = count_rounds(outcome.task_calls()) as f64 / tasks as f64;
+            report.rounds_per_hit = Some(rounds);
+            report.calls_per_hit = Some(calls_per_task);
+        }
+        rows.push((concurrency, tasks, calls_per_task, outcome));
+    }
+    let rounds = report.rounds_per_hit.unwrap_or(f64::NAN);
+    let latency = INTEZER_LATENCY.as_secs_f64();
+
+    let text = &mut report.text;
+    let _ = writeln!(text, "\n## 1. Hits: throughput against the latency bound\n");
+    let _ = writeln!(
+        text,
+        "Every file is known to Intezer (a third each malicious, suspicious and trusted), so a \
+         task is: take the task, download and hash the file, look it up, read the report \
+         (IOCs, TTPs and sub-analyses at once, then each sub-analysis's code reuse, then its \
+         metadata and strings), extract the payload of a malicious file, post the result. The \
+         Intezer simulator answers every request after {} ms, and its strings operations \
+         finish at once (`instant_strings`), so a task waits for nothing but the latency; the \
+         service-server simulator answers at once.\n",
+        INTEZER_LATENCY.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "A hit makes {:.2} Intezer requests on average, in {rounds:.2} sequential rounds (counted \
+         at concurrency 1, where a request more than {} ms after the previous one starts a \
+         round). Two bounds follow: the issue's, concurrency ÷ (requests per task × latency), \
+         which assumes the requests go one after another, and the stricter critical-path bound, \
+         concurrency ÷ (rounds per task × latency), which the service's parallel requests \
+         leave. The fractions below are of the stricter bound; the target is 90 %.\n",
+        report.calls_per_hit.unwrap_or(f64::NAN),
+        ROUND_GAP.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "| concurrency | tasks | tasks/s | issue's bound | critical-path bound | of the bound | \
+         mean latency | service CPU per task | simulators' CPU per task | machine busy |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut fractions = Vec::new();
+    for (concurrency, tasks, calls_per_task, outcome) in &rows {
+        let throughput = outcome.steady_throughput();
+        let issue_bound = *concurrency as f64 / (calls_per_task * latency);
+        let bound = *concurrency as f64 / (rounds * latency);
+        let fraction = throughput / bound;
+        let latencies: Vec<Duration> = outcome
+            .report
+            .completions
+            .iter()
+            .map(|completion| completion.latency())
+            .collect();
+        let mean = latencies.iter().sum::<Duration>() / latencies.len().max(1) as u32;
+        let cpu = outcome.cpu_ms_per_task().unwrap_or(f64::NAN);
+        let simulator_cpu = outcome.simulator_cpu * 1000.0 / *tasks as f64;
+        let run_seconds = outcome.samples.last().map_or(1.0, |s| s.at.as_secs_f64());
+        let service_cpu = outcome.samples.last().map_or(0.0, |s| s.cpu);
+        let busy = (service_cpu + outcome.simulator_cpu) / (run_seconds * cores);
+        let _ = writeln!(
+            text,
+            "| {concurrency} | {tasks} | {throughput:.1} | {issue_bound:.0} | {bound:.0} | {:.1} % | \
+             {} | {cpu:.2} ms | {simulator_cpu:.2} ms | {:.0} % |",
+            fraction * 100.0,
+            ms(mean),
+            busy * 100.0
+        );
+        fractions.push((*concurrency, fraction, cpu));
+    }
+    let _ = writeln!(
+        text,
+        "\nTasks per second and CPU per task are taken between the first and the last tenth of \
+         the answers, so start-up and the last stragglers are left out. \"Machine busy\" is the \
+         CPU time of the service and of this process (both simulators) over the run, as a share \
+         of all {cores} cores: near 100 %, the machine, not the service's design, bounds the \
+         run."
+    );
+    for (concurrency, fraction, cpu) in fractions {
+        report.target(
+            &format!("1. hits at concurrency {concurrency}, share of the critical-path bound"),
+            "≥ 90 %",
+            format!("{:.1} %", fraction * 100.0),
+            fraction >= 0.9,
+        );
+        if concurrency == 64 {
+            report.target(
+                "4. service CPU per hit (concurrency 64)",
+                "< 0.5 ms",
+                format!("{cpu:.2} ms"),
+                cpu < 0.5,
+            );
+        }
+    }
+}
+
+/// Section 2: 70 % hits and 30 % unknown files that are uploaded and polled
+/// three times a second apart.
+pub async fn mix(report: &mut Report) {
+    let concurrency = 64;
+    let tasks = if report.quick { 100 } else { 2000 };
+    let mut files = FileMaker::new(2);
+    let mut config = hit_settings();
+    config.insert("polling_period_in_seconds".into(), json!(1));
+    let outcome = run(RunSpec {
+        concurrency,
+        files: files.mixed(tasks, 30),
+        latency: INTEZER_LATENCY,
+        // Two polls answered "in progress", the third finds it finished.
+        polls_before_finished: 2,
+        instant_strings: false,
+        config,
+        task_timeout: 120,
+        long_poll: 1,
+        stop: Stop::AllAnswered,
+    })
+    .await;
+    check_clean(report, "miss-heavy mix", &outcome);
+    let throughput = outcome.steady_throughput();
+    let mut hits = Vec::new();
+    let mut misses = Vec::new();
+    for completion in &outcome.report.completions {
+        let known = DefaultVerdict::for_sha256(&completion.sha256).is_some_and(|v| v.is_known());
+        if known {
+            hits.push(completion.latency());
+        } else {
+            misses.push(completion.latency());
+        }
+    }
+    hits.sort();
+    misses.sort();
+    let mut all: Vec<Duration> = hits.iter().chain(misses.iter()).copied().collect();
+    all.sort();
+    let mean = all.iter().sum::<Duration>() / all.len().max(1) as u32;
+    let occupancy = throughput * mean.as_secs_f64() / concurrency as f64;
+    let polls = outcome
+        .calls
+        .iter()
+        .filter(|call| call.endpoint == "analyses.status")
+        .count() as f64
+        / misses.len().max(1) as f64;
+
+    let text = &mut report.text;
+    let _ = writeln!(text, "\n## 2. Miss-heavy mix\n");
+    let _ = writeln!(
+        text,
+        "{tasks} tasks at concurrency {concurrency}: 70 % known files as in section 1, 30 % \
+         unknown files, which are uploaded and whose analysis is polled every second until the \
+         third poll finds it finished ({polls:.2} status polls per unknown file were made). \
+         Intezer latency {} ms.\n",
+        INTEZER_LATENCY.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "| tasks | p50 | p90 | p99 | max |\n|---|---|---|---|---|"
+    );
+    for (label, sorted) in [("hits", &hits), ("misses", &misses), ("all", &all)] {
+        let _ = writeln!(
+            text,
+            "| {label} ({}) | {} | {} | {} | {} |",
+            sorted.len(),
+            ms(percentile(sorted, 0.5)),
+            ms(percentile(sorted, 0.9)),
+            ms(percentile(sorted, 0.99)),
+            ms(sorted.last().copied().unwrap_or_default()),
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\nThroughput {throughput:.1} tasks/s. By Little's law, tasks/s × mean latency ÷ \
+         concurrency is the share of the time the {concurrency} task slots hold a task: {:.1} %. \
+         The rest is the time between answering one task and receiving the next.",
+        occupancy * 100.0
+    );
+    report.target(
+        "2. miss-heavy mix: share of time the task slots hold a task",
+        "reported",
+        format!("{throughput:.1} tasks/s, {:.1} %", occupancy * 100.0),
+        true,
+    );
+}
+
+/// Section 3: throughput under a configured request rate, against the rate
+/// divided by the requests each task needs.
+pub async fn rate_limited(report: &mut Report) {
+    let per_minute: u32 = if report.quick { 1200 } else { 600 };
+    let calls_per_hit = report.calls_per_hit.unwrap_or(8.0);
+    let seconds = if report.quick { 20.0 } else { 90.0 };
+    let tasks = (per_minute as f64 / 60.0 / calls_per_hit * seconds).ceil() as usize;
+    let mut files = FileMaker::new(3);
+    let mut config = hit_settings();
+    config.insert("requests_per_minute".into(), json!(per_minute));
+    let outcome = run(RunSpec {
+        concurrency: 64,
+        files: files.known(tasks),
+        latency: INTEZER_LATENCY,
+        polls_before_finished: 0,
+        instant_strings: true,
+        config,
+        task_timeout: 600,
+        long_poll: 1,
+        stop: Stop::AllAnswered,
+    })
+    .await;
+    check_clean(report, "rate-limited", &outcome);
+    let throughput = outcome.steady_throughput();
+    let counted: Vec<&RecordedCall> = outcome
+        .calls
+        .iter()
+        .filter(|call| call.endpoint != "get-access-token" && call.endpoint != "is-available")
+        .collect();
+    let calls_per_task = outcome.task_calls().count() as f64 / tasks as f64;
+    let bound = per_minute as f64 / 60.0 / calls_per_task;
+    let fraction = throughput / bound;
+    let rejected = outcome
+        .calls
+        .iter()
+        .filter(|call| call.status == 429)
+        .count();
+    // Requests per second in the steady window, for the rate itself.
+    let completions = outcome.completions_by_time();
+    let (from, to) = (
+        completions[completions.len() / 10].completed_after,
+        completions[completions.len() - 1 - completions.len() / 10].completed_after,
+    );
+    let in_window = counted
+        .iter()
+        .filter(|call| call.received_after >= from && call.received_after <= to)
+        .count();
+    let request_rate = in_window as f64 / (to - from).as_secs_f64().max(f64::EPSILON);
+
+    let text = &mut report.text;
+    let _ = writeln!(text, "\n## 3. Rate-limited throughput\n");
+    let _ = writeln!(
+        text,
+        "`requests_per_minute = {per_minute}` (default burst), {tasks} known files at \
+         concurrency 64, Intezer latency {} ms. Each task makes {calls_per_task:.2} requests, so \
+         the rate allows {bound:.3} tasks/s.\n",
+        INTEZER_LATENCY.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "| measure | value |\n|---|---|\n\
+         | tasks/s (steady window) | {throughput:.3} |\n\
+         | share of rate ÷ requests per task | {:.1} % |\n\
+         | requests/s in the steady window | {request_rate:.2} (configured {:.2}) |\n\
+         | HTTP 429 from Intezer | {rejected} |",
+        fraction * 100.0,
+        per_minute as f64 / 60.0
+    );
+    report.target(
+        "3. rate-limited throughput, share of rate ÷ requests per task",
+        "≥ 90 %",
+        format!("{:.1} %", fraction * 100.0),
+        fraction >= 0.9,
+    );
+}
+
+/// Section 5 (loaded part): resident memory with 1 000 analyses in flight.
+pub async fn memory_in_flight(report: &mut Report) {
+    let in_flight = if report.quick { 100 } else { 1000 };
+    let mut files = FileMaker::new(5);
+    let mut config = hit_settings();
+    config.insert("polling_period_in_seconds".into(), json!(5));
+    let outcome = run(RunSpec {
+        concurrency: in_flight,
+        files: files.unknown(in_flight),
+        latency: INTEZER_LATENCY,
+        // Five polls five seconds apart keep every analysis running for
+        // about 25 s, long enough to sample the full load.
+        polls_before_finished: 5,
+        instant_strings: false,
+        config,
+        task_timeout: 300,
+        long_poll: 1,
+        stop: Stop::AllAnswered,
+    })
+    .await;
+    check_clean(report, "1 000 in flight", &outcome);
+    let loaded: Vec<f64> = outcome
+        .samples
+        .iter()
+        .filter(|sample| sample.in_flight() >= in_flight)
+        .map(|sample| sample.rss_mib)
+        .collect();
+    let peak_loaded = loaded.iter().copied().fold(0.0, f64::max);
+    let seconds_loaded = loaded.len() as f64 * 0.1;
+    let peak = outcome.peak_rss();
+
+    let text = &mut report.text;
+    let _ = writeln!(text, "\n## 5. Memory with {in_flight} analyses in flight\n");
+    let _ = writeln!(
+        text,
+        "`--concurrency {in_flight}`, {in_flight} unknown files, each uploaded and polled every \
+         5 s until its sixth poll, so all {in_flight} analyses are in flight together for about \
+         25 s. RSS sampled every 100 ms.\n"
+    );
+    let _ = writeln!(
+        text,
+        "| measure | value |\n|---|---|\n\
+         | time with all {in_flight} in flight | {seconds_loaded:.1} s |\n\
+         | peak RSS with all {in_flight} in flight | {peak_loaded:.1} MiB |\n\
+         | peak RSS over the whole run | {peak:.1} MiB |"
+    );
+    report.target(
+        "5. RSS with 1 000 analyses in flight",
+        "< 64 MiB",
+        format!("{peak_loaded:.1} MiB"),
+        !loaded.is_empty() && peak_loaded < 64.0,
+    );
+}
+
+/// Sections 5 (idle part) and 7: memory and CPU of a service with no tasks.
+pub async fn idle(report: &mut Report) {
+    let settle = Duration::from_secs(5);
+    let window = if report.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(30)
+    };
+    let outcome = run(RunSpec {
+        concurrency: 16,
+        files: Vec::new(),
+        latency: Duration::ZERO,
+        polls_before_finished: 0,
+        instant_strings: false,
+        config: hit_settings(),
+        task_timeout: 120,
+        // AL's own long poll, as a real cluster runs it.
+        long_poll: 30,
+        stop: Stop::After(settle + window),
+    })
+    .await;
+    let first = outcome.samples.iter().find(|sample| sample.at >= settle);
+    let last = outcome.samples.last();
+    let (cpu_ms, rss) = match (first, last) {
+        (Some(first), Some(last)) => ((last.cpu - first.cpu) * 1000.0, last.rss_mib),
+        _ => (f64::NAN, f64::NAN),
+    };
+    let measured = last
+        .zip(first)
+        .map_or(0.0, |(l, f)| (l.at - f.at).as_secs_f64());
+    let share = cpu_ms / 1000.0 / measured.max(f64::EPSILON);
+
+    let text = &mut report.text;
+    let _ = writeln!(text, "\n## 5 and 7. Idle: memory and CPU with no tasks\n");
+    let _ = writeln!(
+        text,
+        "`serve --concurrency 16` against a service server with no tasks, with AL's 30 s task \
+         long poll. After {} s of start-up, {measured:.0} s were measured.\n",
+        settle.as_secs()
+    );
+    let _ = writeln!(
+        text,
+        "| measure | value |\n|---|---|\n\
+         | CPU used | {cpu_ms:.0} ms in {measured:.0} s ({:.3} % of one core) |\n\
+         | RSS | {rss:.1} MiB |\n\
+         | stopped by SIGTERM with exit 0 | {} |",
+        share * 100.0,
+        if outcome.exit_ok { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        text,
+        "\nCPU time is read from /proc in clock ticks of 10 ms, so a result of 0 ms means \
+         less than one tick."
+    );
+    report.target(
+        "5. RSS idle",
+        "< 20 MiB",
+        format!("{rss:.1} MiB"),
+        rss < 20.0,
+    );
+    report.target(
+        "7. idle CPU over 30 s",
+        "effectively zero (< 0.1 % of a core)",
+        format!("{cpu_ms:.0} ms ({:.3} %)", share * 100.0),
+        share < 0.001,
+    );
+}
