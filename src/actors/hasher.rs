@@ -2,8 +2,9 @@
 //!
 //! Takes [`HashFile`] and answers with a [`FileDigest`]. It runs on a
 //! `SyncArbiter` of its own threads, so hashing a large file never blocks
-//! the threads that run the other actors. It keeps no state, so a restart
-//! loses nothing but the message being hashed.
+//! the threads that run the other actors. Each thread keeps one read
+//! buffer for all the files it hashes; a restart loses nothing but the
+//! message being hashed.
 
 use std::fs::File;
 use std::io::Read;
@@ -39,8 +40,11 @@ pub struct HashError {
     pub message: String,
 }
 
+/// One hashing thread and its read buffer, allocated on first use.
 #[derive(Default)]
-pub struct Hasher;
+pub struct Hasher {
+    buffer: Vec<u8>,
+}
 
 impl Actor for Hasher {
     type Context = SyncContext<Self>;
@@ -50,22 +54,30 @@ impl Handler<HashFile> for Hasher {
     type Result = Result<FileDigest, HashError>;
 
     fn handle(&mut self, message: HashFile, _: &mut SyncContext<Self>) -> Self::Result {
-        hash_file(&message.path)
+        if self.buffer.is_empty() {
+            self.buffer = vec![0u8; CHUNK_SIZE];
+        }
+        hash_file_with(&message.path, &mut self.buffer)
     }
 }
 
-/// Hashes the file at `path`, streaming it through a fixed buffer.
+/// Hashes the file at `path`, streaming it through a buffer of its own.
 pub fn hash_file(path: &std::path::Path) -> Result<FileDigest, HashError> {
+    hash_file_with(path, &mut vec![0u8; CHUNK_SIZE])
+}
+
+/// Hashes the file at `path`, streaming it through `buffer`, which must not
+/// be empty.
+pub fn hash_file_with(path: &std::path::Path, buffer: &mut [u8]) -> Result<FileDigest, HashError> {
     let error = |err: std::io::Error| HashError {
         path: path.display().to_string(),
         message: err.to_string(),
     };
     let mut file = File::open(path).map_err(error)?;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK_SIZE];
     let mut size = 0u64;
     loop {
-        let read = file.read(&mut buffer).map_err(error)?;
+        let read = file.read(buffer).map_err(error)?;
         if read == 0 {
             break;
         }
@@ -97,6 +109,26 @@ mod tests {
     }
 
     #[test]
+    fn reused_buffer_leaves_nothing_of_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("long");
+        let short = dir.path().join("short");
+        std::fs::write(&long, vec![b'x'; 10_000]).unwrap();
+        std::fs::write(&short, b"abc").unwrap();
+        // A buffer smaller than the long file, so it is read in several
+        // chunks and the buffer is full of it when the short one comes.
+        let mut buffer = vec![0u8; 4096];
+        let first = hash_file_with(&long, &mut buffer).unwrap();
+        let second = hash_file_with(&short, &mut buffer).unwrap();
+        assert_eq!(first, hash_file(&long).unwrap());
+        assert_eq!(first.size, 10_000);
+        assert_eq!(
+            second.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn missing_file_names_path() {
         let err = hash_file(std::path::Path::new("/nonexistent/file")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/file"));
@@ -107,7 +139,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
         std::fs::write(&path, b"").unwrap();
-        let addr = SyncArbiter::start(1, || Hasher);
+        let addr = SyncArbiter::start(1, Hasher::default);
         let digest = addr.send(HashFile { path }).await.unwrap().unwrap();
         assert_eq!(
             digest.sha256,

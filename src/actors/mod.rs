@@ -13,5 +13,6 @@ pub mod result_builder;
 pub mod stage;
 pub mod submitter;
 pub mod task_intake;
+pub mod work_folder;
 
 pub use pipeline::{Pipeline, PipelineSettings, TaskOutcome};

@@ -27,6 +27,7 @@ use super::intezer_lookup::{
 use super::result_builder::{BuildResult, Findings, ResultBuilder};
 use super::stage::{Stage, StageError};
 use super::submitter::{SubmitFile, Submitted, Submitter};
+use super::work_folder::extracted_file;
 use crate::assemblyline::result::FileEntry;
 use crate::assemblyline::{
     ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
@@ -99,7 +100,7 @@ impl Pipeline {
     pub fn start(settings: PipelineSettings) -> Pipeline {
         let capacity = settings.concurrency.max(1);
         let hasher = Arc::new(Stage::start("Hasher", || {
-            SyncArbiter::start(HASHER_THREADS, || Hasher)
+            SyncArbiter::start(HASHER_THREADS, Hasher::default)
         }));
 
         let client = settings.client.clone();
@@ -270,7 +271,7 @@ impl Pipeline {
                 ));
                 break;
             }
-            let dest = work_dir.join(format!("{sha256}.sample"));
+            let dest = extracted_file(work_dir, files.len());
             match self.fetch_sub_file(sha256, &dest, deadline).await {
                 Ok(source) => {
                     metrics().extracted_files.with_label_values(&[source]).inc();
@@ -285,7 +286,10 @@ impl Pipeline {
                     let reason = &failure.reason;
                     warn!(sha256 = %task.sha256, sub_file = %sha256, reason = %reason, "sub-file not extracted");
                     notes.push(format!("{sha256} not extracted: {reason}"));
-                    let _ = std::fs::remove_file(&dest);
+                    // What a failed download left in `dest` is overwritten
+                    // by the next sub-file and emptied with the working
+                    // folder; deleting it would cost the next one a new
+                    // inode.
                     // A file Intezer does not have says nothing about the
                     // next one. Any other failure (a plan without downloads,
                     // the quota) would repeat, so the rest are skipped.

@@ -37,6 +37,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use super::hasher::HashFile;
 use super::pipeline::{stage_failure, Pipeline, TaskOutcome};
 use super::stage::guard;
+use super::work_folder::WorkFolder;
 use crate::assemblyline::{
     ErrorStatus, ServiceIdentity, ServiceServerClient, ServiceServerError, Task, TaskFailure,
     UploadableFile,
@@ -250,6 +251,8 @@ impl Handler<IntakeStatus> for TaskIntake {
 /// Runs one slot: poll, process, post, until stopped or the task limit is used.
 async fn run_slot(slot: usize, shared: &Shared) {
     let container_id = shared.settings.container_id(slot);
+    // Made at the slot's first task and removed when the slot ends.
+    let mut folder: Option<WorkFolder> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
         if !shared.reserve() {
             debug!(slot, "task limit reached; slot stops");
@@ -263,7 +266,7 @@ async fn run_slot(slot: usize, shared: &Shared) {
                 metrics().tasks_received.inc();
                 metrics().tasks_in_flight.inc();
                 let started = std::time::Instant::now();
-                process_task(shared, raw, &container_id).await;
+                process_task(shared, raw, &container_id, slot, &mut folder).await;
                 metrics()
                     .task_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -283,8 +286,15 @@ async fn run_slot(slot: usize, shared: &Shared) {
     }
 }
 
-/// Processes one task and posts exactly one answer for it.
-async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
+/// Processes one task and posts exactly one answer for it, in the slot's
+/// working folder, which is emptied afterwards.
+async fn process_task(
+    shared: &Shared,
+    raw: Value,
+    container_id: &str,
+    slot: usize,
+    folder: &mut Option<WorkFolder>,
+) {
     let started = Utc::now();
     let budget = shared.settings.task_budget();
     let deadline = Instant::now() + budget;
@@ -298,9 +308,11 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
 
     async {
         info!("task received");
-        let work_dir = tempfile::Builder::new()
-            .prefix("intezer-task-")
-            .tempdir_in(&shared.settings.tasking_dir);
+        let work_dir = match folder {
+            Some(made) => Ok(&*made),
+            None => WorkFolder::create(&shared.settings.tasking_dir, slot)
+                .map(|made| &*folder.insert(made)),
+        };
         let outcome = match (Task::parse(raw.clone()), &work_dir) {
             (Err(err), _) => TaskOutcome::Error(TaskFailure::nonrecoverable(format!(
                 "invalid task from the service server: {err}"
@@ -312,7 +324,7 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
             (Ok(task), Ok(dir)) => {
                 let work = guard(
                     "TaskIntake",
-                    run_task(shared, &task, dir.path(), container_id, started, deadline),
+                    run_task(shared, &task, dir, container_id, started, deadline),
                 );
                 match tokio::time::timeout_at(deadline, work).await {
                     Ok(Ok(outcome)) => outcome,
@@ -332,8 +344,14 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
         };
         tracing::Span::current().record("outcome", kind);
         post_outcome(shared, &raw, &sha256, outcome, container_id).await;
-        // The working folder, and every file in it, is removed here.
-        drop(work_dir);
+        if let Some(dir) = folder.as_ref() {
+            if let Err(err) = dir.clear() {
+                // Removing the folder removes its files; the next task
+                // makes a new one.
+                warn!(folder = %dir.path().display(), error = %err, "cannot empty the working folder; removing it");
+                *folder = None;
+            }
+        }
     }
     .instrument(span)
     .await
@@ -343,18 +361,18 @@ async fn process_task(shared: &Shared, raw: Value, container_id: &str) {
 async fn run_task(
     shared: &Shared,
     task: &Task,
-    dir: &Path,
+    dir: &WorkFolder,
     container_id: &str,
     started: chrono::DateTime<Utc>,
     deadline: Instant,
 ) -> TaskOutcome {
-    let file = dir.join(&task.sha256);
+    let file = dir.task_file();
     if let Err(failure) = download_verified(shared, task, &file, container_id).await {
         return TaskOutcome::Error(failure);
     }
     shared
         .pipeline
-        .analyse(task, &file, dir, started, deadline)
+        .analyse(task, &file, dir.path(), started, deadline)
         .await
 }
 
