@@ -11,18 +11,25 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
 use crate::config::secret::redact_json;
 use crate::config::{Environment, Secret};
 use crate::telemetry::metrics::metrics;
+
+/// Largest download read whole and written in one step. Each step of
+/// tokio's file API is a hop to a blocking thread and back, which cost more
+/// CPU than the write itself for the small files most tasks have.
+const ONE_WRITE_MAX_BYTES: u64 = 1 << 20;
 
 /// Failure of one service-server call.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +116,15 @@ pub struct ServiceServerClient {
     identity: Identity,
     task_request_timeout: Duration,
     file_request_timeout: Duration,
+    /// One permit per call open at once, task polls aside.
+    open_calls: Arc<Semaphore>,
 }
+
+/// Most calls other than task polls open at once. Each open call holds a
+/// connection and its buffers, so this bounds the memory a burst of tasks
+/// takes (docs/benchmarks.md), while every slot can still hold its own
+/// task poll open. It is also the most idle connections kept.
+const MAX_OPEN_CALLS: usize = 64;
 
 /// Timeout of calls other than task polls and file transfers.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -125,7 +140,7 @@ impl ServiceServerClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64);
+            .pool_max_idle_per_host(MAX_OPEN_CALLS);
         let mut root_ca_used = None;
         if env.service_api_host.starts_with("https") {
             if let Some(path) = &env.root_ca_path {
@@ -173,7 +188,18 @@ impl ServiceServerClient {
             identity,
             task_request_timeout: env.task_request_timeout,
             file_request_timeout: env.file_request_timeout,
+            open_calls: Arc::new(Semaphore::new(MAX_OPEN_CALLS)),
         })
+    }
+
+    /// Waits for a turn to open `call`. Task polls need none: each slot
+    /// holds one open while it waits for work.
+    async fn turn(&self, call: &'static str) -> Option<SemaphorePermit<'_>> {
+        if call == "get task" {
+            return None;
+        }
+        // The semaphore is never closed.
+        self.open_calls.acquire().await.ok()
     }
 
     pub fn identity(&self) -> &Identity {
@@ -230,6 +256,7 @@ impl ServiceServerClient {
             call,
             message: describe(&err),
         };
+        let _turn = self.turn(call).await;
         let response = send_counted(call, request).await.map_err(unreachable)?;
         let status = response.status();
         let body = read_capped(response, MAX_ENVELOPE_BYTES)
@@ -343,6 +370,7 @@ impl ServiceServerClient {
         container_id: &str,
     ) -> Result<u64, ServiceServerError> {
         let call = "download file";
+        let _turn = self.turn(call).await;
         let request = self
             .request(Method::GET, &format!("file/{sha256}/"), container_id)
             .timeout(self.file_request_timeout);
@@ -372,14 +400,24 @@ impl ServiceServerClient {
             path: dest.display().to_string(),
             message: err.to_string(),
         };
+        let unreachable = |err: reqwest::Error| ServiceServerError::Unreachable {
+            call,
+            message: describe(&err),
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length <= ONE_WRITE_MAX_BYTES)
+        {
+            let body = response.bytes().await.map_err(unreachable)?;
+            tokio::fs::write(dest, &body).await.map_err(local)?;
+            debug!(sha256, bytes = body.len(), "downloaded task file");
+            return Ok(body.len() as u64);
+        }
         let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
         let mut written = 0u64;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|err| ServiceServerError::Unreachable {
-                call,
-                message: describe(&err),
-            })?;
+            let chunk = chunk.map_err(unreachable)?;
             file.write_all(&chunk).await.map_err(local)?;
             written += chunk.len() as u64;
         }

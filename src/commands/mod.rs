@@ -50,9 +50,23 @@ pub fn config_overrides(options: &[SetArg]) -> Result<Map<String, Value>, Config
     Ok(layer)
 }
 
+/// Threads the runtime may start for file operations. Tokio's default,
+/// 512, let a burst of a thousand downloads and uploads start hundreds of
+/// threads, each with its stack and allocator heap, which tripled the
+/// service's memory (docs/benchmarks.md); a few threads keep the disk as
+/// busy.
+const BLOCKING_THREADS: usize = 8;
+
 /// Runs `future` in a new actix system and returns its output.
 pub fn run_system<F: std::future::Future>(future: F) -> F::Output {
-    actix_rt::System::new().block_on(future)
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .build()
+            .expect("the tokio runtime starts")
+    })
+    .block_on(future)
 }
 
 /// Resolves on SIGINT or SIGTERM.

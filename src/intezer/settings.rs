@@ -12,6 +12,10 @@ pub const DEFAULT_BASE_URL: &str = "https://analyze.intezer.com/api/";
 /// API version appended to the base URL.
 pub const DEFAULT_API_VERSION: &str = "v2-0";
 
+/// Requests open at once by default: at 20 ms per request, enough for
+/// about 12 000 requests a second, far above any Intezer plan's rate.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
+
 /// Retry policy for transient failures: HTTP 5xx, 429, transport errors and
 /// timeouts. Other failures are never retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +74,10 @@ pub struct IntezerSettings {
     /// each time it is built with this setting.
     pub tls_verify: bool,
     pub user_agent: String,
+    /// Most requests open at once; more wait for one to end. Each open
+    /// request holds a connection and its buffers, so this bounds the
+    /// memory a burst of tasks can take, and the idle connections kept.
+    pub max_requests_in_flight: usize,
 }
 
 impl IntezerSettings {
@@ -87,6 +95,7 @@ impl IntezerSettings {
             ca_path: None,
             tls_verify: true,
             user_agent: concat!("intezer-dynamic/", env!("CARGO_PKG_VERSION")).to_string(),
+            max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
         }
     }
 }

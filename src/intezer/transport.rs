@@ -22,6 +22,16 @@ use super::retry::{Delivery, Resend};
 use super::settings::{normalize_base_url, IntezerSettings};
 use crate::config::Secret;
 
+/// Most idle connections kept for reuse. Each holds buffers of tens of
+/// KiB; a burst of requests beyond this opens connections that are closed
+/// when it ends, so the memory of a burst is given back.
+const MAX_IDLE_CONNECTIONS: usize = 64;
+
+/// Largest download read whole and written in one step. Each step of
+/// tokio's file API is a hop to a blocking thread and back, which cost more
+/// CPU than the write itself for the small files most tasks have.
+const ONE_WRITE_MAX_BYTES: u64 = 1 << 20;
+
 /// Body of a request. No `Debug`, because the token request carries the
 /// API key in its JSON body.
 pub(crate) enum RequestBody<'a> {
@@ -90,6 +100,8 @@ pub(crate) struct Transport {
     root: String,
     request_timeout: Duration,
     max_response_bytes: u64,
+    /// One permit per request open at once.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Transport {
@@ -124,6 +136,11 @@ impl Transport {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .user_agent(settings.user_agent.as_str())
+            .pool_max_idle_per_host(
+                settings
+                    .max_requests_in_flight
+                    .clamp(1, MAX_IDLE_CONNECTIONS),
+            )
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca_path) = &settings.ca_path {
             for certificate in read_ca_bundle(ca_path)? {
@@ -149,6 +166,7 @@ impl Transport {
             root: format!("{base_url}{}", settings.api_version),
             request_timeout: settings.request_timeout,
             max_response_bytes: settings.max_response_bytes,
+            in_flight: tokio::sync::Semaphore::new(settings.max_requests_in_flight.max(1)),
         })
     }
 
@@ -170,11 +188,16 @@ impl Transport {
         deadline: Instant,
     ) -> Result<Reply, Failure> {
         let endpoint = request.endpoint;
+        let deadline_passed = || Failure::not_sent(IntezerError::DeadlineExceeded { endpoint });
+        // Held until the body is read, so it bounds open connections.
+        let _permit = match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; a timeout is the deadline.
+            Ok(Err(_)) | Err(_) => return Err(deadline_passed()),
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Failure::not_sent(IntezerError::DeadlineExceeded {
-                endpoint,
-            }));
+            return Err(deadline_passed());
         }
 
         let url = format!("{}{}", self.root, request.path);
@@ -296,10 +319,17 @@ impl Transport {
             return Err(IntezerError::ResponseTooLarge { endpoint, limit });
         }
 
-        let file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|err| local_file_error(dest, &err))?;
-        let result = write_capped(endpoint, response, file, dest, limit).await;
+        let result = if response
+            .content_length()
+            .is_some_and(|length| length <= ONE_WRITE_MAX_BYTES)
+        {
+            write_whole(endpoint, response, dest).await
+        } else {
+            let file = tokio::fs::File::create(dest)
+                .await
+                .map_err(|err| local_file_error(dest, &err))?;
+            write_capped(endpoint, response, file, dest, limit).await
+        };
         if result.is_err() {
             if let Err(err) = tokio::fs::remove_file(dest).await {
                 tracing::warn!(endpoint, path = %dest.display(), error = %err, "failed to remove partial download");
@@ -307,6 +337,22 @@ impl Transport {
         }
         result
     }
+}
+
+/// Reads a small body whole and writes it in one step.
+async fn write_whole(
+    endpoint: &'static str,
+    response: Response,
+    dest: &Path,
+) -> Result<u64, IntezerError> {
+    let body = response
+        .bytes()
+        .await
+        .map_err(|err| reqwest_error(endpoint, err))?;
+    tokio::fs::write(dest, &body)
+        .await
+        .map_err(|err| local_file_error(dest, &err))?;
+    Ok(body.len() as u64)
 }
 
 async fn write_capped(
