@@ -197,7 +197,20 @@ pub async fn run(spec: RunSpec) -> RunOutcome {
     std::fs::create_dir(&tasking).expect("a tasking folder");
     let log_path = work.path().join("service.log");
     let simulator_cpu_before = procstat::own_cpu_seconds();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_intezer-dynamic"));
+    // PERF_SERVICE_WRAPPER runs the service under a profiler, such as
+    // "valgrind --tool=massif"; CPU and memory are then the wrapper's.
+    let wrapper = std::env::var("PERF_SERVICE_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command
+                .args(words)
+                .arg(env!("CARGO_BIN_EXE_intezer-dynamic"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_intezer-dynamic")),
+    };
     command
         .args(["serve", "--concurrency", &spec.concurrency.to_string()])
         .args(["--metrics-addr", "127.0.0.1:0"])

@@ -337,7 +337,10 @@ pub async fn mix(report: &mut Report) {
 /// Section 3: throughput under a configured request rate, against the rate
 /// divided by the requests each task needs.
 pub async fn rate_limited(report: &mut Report) {
-    let per_minute: u32 = if report.quick { 1200 } else { 600 };
+    let per_minute: u32 = 1200;
+    // The default concurrency: enough to keep the rate busy, and few
+    // enough that the run reaches a steady state within its tasks.
+    let concurrency = 16;
     let calls_per_hit = report.calls_per_hit.unwrap_or(8.0);
     let seconds = if report.quick { 20.0 } else { 90.0 };
     let tasks = (per_minute as f64 / 60.0 / calls_per_hit * seconds).ceil() as usize;
@@ -345,7 +348,7 @@ pub async fn rate_limited(report: &mut Report) {
     let mut config = hit_settings();
     config.insert("requests_per_minute".into(), json!(per_minute));
     let outcome = run(RunSpec {
-        concurrency: 64,
+        concurrency,
         files: files.known(tasks),
         latency: INTEZER_LATENCY,
         polls_before_finished: 0,
@@ -388,7 +391,7 @@ pub async fn rate_limited(report: &mut Report) {
     let _ = writeln!(
         text,
         "`requests_per_minute = {per_minute}` (default burst), {tasks} known files at \
-         concurrency 64, Intezer latency {} ms. Each task makes {calls_per_task:.2} requests, so \
+         concurrency {concurrency}, Intezer latency {} ms. Each task makes {calls_per_task:.2} requests, so \
          the rate allows {bound:.3} tasks/s.\n",
         INTEZER_LATENCY.as_millis()
     );
@@ -412,7 +415,11 @@ pub async fn rate_limited(report: &mut Report) {
 
 /// Section 5 (loaded part): resident memory with 1 000 analyses in flight.
 pub async fn memory_in_flight(report: &mut Report) {
-    let in_flight = if report.quick { 100 } else { 1000 };
+    let in_flight = match std::env::var("PERF_IN_FLIGHT") {
+        Ok(count) => count.parse().expect("PERF_IN_FLIGHT is a number"),
+        Err(_) if report.quick => 100,
+        Err(_) => 1000,
+    };
     let mut files = FileMaker::new(5);
     let mut config = hit_settings();
     config.insert("polling_period_in_seconds".into(), json!(5));
