@@ -173,6 +173,11 @@ async fn main() {
     );
     let _ = writeln!(
         text,
+        "Where a target is missed, [benchmarks/profile.md](benchmarks/profile.md) shows with \
+         profiles what bounds it on this design, and what was changed on the way.\n"
+    );
+    let _ = writeln!(
+        text,
         "## Targets\n\n| measure | target | measured | met |\n|---|---|---|---|"
     );
     for row in &report.targets {

@@ -1124,6 +1124,37 @@ async fn default_malicious_root_strings_poll_once() {
     handle.stop().await;
 }
 
+/// With `instant_strings`, the malicious root's strings operation is done
+/// at its first read, as the benchmark's hit runs need.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_instant_strings_finish_at_first_read() {
+    let handle = start_default(DefaultOptions {
+        instant_strings: true,
+        ..DefaultOptions::default()
+    })
+    .await;
+    let (client, _, analysis) = known_malicious_analysis(&handle).await;
+    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
+    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, operation) = status_and_json(
+        client
+            .post(&format!("{analysis}/sub-analyses/{root_id}/strings"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) =
+        status_and_json(client.get(operation["result_url"].as_str().unwrap()).await).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "succeeded");
+    handle.stop().await;
+}
+
 /// An uploaded file that finishes as malicious has the same report as the
 /// known malicious case, and its extracted payload can be downloaded only
 /// from the simulator that analysed it.

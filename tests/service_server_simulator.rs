@@ -389,10 +389,12 @@ async fn full_cycle_records_one_completion() {
     let (status, _) = service.register(&manifest()).await;
     assert_eq!(status, StatusCode::OK);
     let task = service.take_task().await;
+    assert_eq!(server.progress_counts(), (1, 0));
     let sha256 = task["fileinfo"]["sha256"].as_str().unwrap();
     let (status, content) = service.download(sha256).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(sha256_hex(&content), sha256);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let (status, envelope) = service
         .post(&json!({"task": task, "result": result_for(&task, vec![]), "freshen": true}))
         .await;
@@ -400,6 +402,13 @@ async fn full_cycle_records_one_completion() {
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(envelope["api_response"], json!({"success": true}));
+    assert_eq!(server.progress_counts(), (1, 1));
+    // The task was held at least as long as the pause above.
+    assert!(report.completions[0].latency() >= std::time::Duration::from_millis(20));
+    assert_eq!(
+        report.completions[0].completed_after - report.completions[0].handed_out_after,
+        report.completions[0].latency()
+    );
     assert_eq!(report.registered, 1);
     assert_eq!(report.tasks_handed_out, 1);
     assert_eq!(report.completions.len(), 1);
