@@ -5,7 +5,7 @@
 //! process and the release `serve` binary as a child, and reads the child's
 //! CPU time and memory from /proc.
 //!
-//! Run: `cargo bench --bench perf` (about 6 minutes) writes
+//! Run: `cargo bench --bench perf` (about 10 minutes) writes
 //! `docs/benchmarks.md`. Options after `--`:
 //! - `--quick`: small runs that check the harness works; the report is
 //!   printed only.
@@ -100,7 +100,7 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// The machine the report was made on: CPU model, cores, memory, kernel.
+/// Describes the machine the report was made on: CPU model, cores, memory, kernel.
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

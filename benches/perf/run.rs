@@ -32,7 +32,7 @@ pub enum Stop {
     After(Duration),
 }
 
-/// What to run.
+/// The load and settings of one run.
 pub struct RunSpec {
     pub concurrency: usize,
     pub files: Vec<SimFile>,
@@ -69,7 +69,7 @@ impl Sample {
     }
 }
 
-/// What a run saw.
+/// Measurements and records of one run.
 pub struct RunOutcome {
     pub report: SimReport,
     pub calls: Vec<RecordedCall>,

@@ -1,11 +1,11 @@
 //! A task slot's working folder: made once, used by each task the slot
 //! takes, and emptied after each task.
 //!
-//! A folder and a file per task cost the file system an inode allocation
-//! each, which on ext4 was a third of the service's CPU time at hundreds of
-//! tasks a second (docs/benchmarks.md). Here a task's files have fixed
-//! names, and emptying the folder truncates them instead of deleting them,
-//! so the next task writes into the same inodes. No task's bytes stay on
+//! Making and deleting a folder and files per task took about a third of
+//! the service's CPU time at hundreds of tasks a second, most of it in
+//! ext4's inode allocation (docs/benchmarks/profile.md). Here a task's
+//! files have fixed names, and emptying the folder truncates them instead
+//! of deleting them, so the next task writes into the same inodes. No task's bytes stay on
 //! disk after its answer is posted, and the folder itself is removed when
 //! the slot ends.
 
@@ -21,9 +21,9 @@ const TASK_FILE: &str = "task-file";
 /// Prefix of the files extracted from the task's sub-analyses.
 const EXTRACTED_PREFIX: &str = "extracted-";
 
-/// Most extracted files kept (empty) for reuse after a task; files beyond
-/// these are deleted, so a task with many sub-files leaves no trail of
-/// empty files behind.
+/// Maximum number of extracted files kept, empty, for reuse after a task.
+/// Files beyond these are deleted, so that a task with many sub-files
+/// leaves no trail of empty files behind.
 const EXTRACTED_KEPT: usize = 8;
 
 pub struct WorkFolder {
@@ -43,7 +43,7 @@ impl WorkFolder {
         self.dir.path()
     }
 
-    /// Where the task's file is downloaded.
+    /// Returns the path the task's file is downloaded to.
     pub fn task_file(&self) -> PathBuf {
         self.dir.path().join(TASK_FILE)
     }
@@ -66,7 +66,7 @@ impl WorkFolder {
     }
 }
 
-/// Where the `index`th extracted file of a task is written, in `dir`.
+/// Returns the path in `dir` of the `index`th file extracted for a task.
 pub fn extracted_file(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("{EXTRACTED_PREFIX}{index}"))
 }
@@ -86,7 +86,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     #[test]
-    fn clear_empties_reused_files_in_place_and_removes_the_rest() {
+    fn clear_keeps_inodes_removes_strays() {
         let tasking = tempfile::tempdir().unwrap();
         let folder = WorkFolder::create(tasking.path(), 3).unwrap();
         fs::write(folder.task_file(), b"sample bytes").unwrap();

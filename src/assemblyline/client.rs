@@ -122,7 +122,7 @@ pub struct ServiceServerClient {
 
 /// Most calls other than task polls open at once. Each open call holds a
 /// connection and its buffers, so this bounds the memory a burst of tasks
-/// takes (docs/benchmarks.md), while every slot can still hold its own
+/// takes (docs/benchmarks/profile.md), while every slot can still hold its own
 /// task poll open. It is also the most idle connections kept.
 const MAX_OPEN_CALLS: usize = 64;
 

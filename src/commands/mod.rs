@@ -50,11 +50,11 @@ pub fn config_overrides(options: &[SetArg]) -> Result<Map<String, Value>, Config
     Ok(layer)
 }
 
-/// Threads the runtime may start for file operations. Tokio's default,
-/// 512, let a burst of a thousand downloads and uploads start hundreds of
-/// threads, each with its stack and allocator heap, which tripled the
-/// service's memory (docs/benchmarks.md); a few threads keep the disk as
-/// busy.
+/// Maximum number of threads the runtime starts for file operations.
+/// With tokio's default of 512, a burst of a thousand downloads and uploads
+/// started hundreds of threads, each with its stack and allocator heap, and
+/// tripled the service's memory (docs/benchmarks/profile.md). A few
+/// threads keep the disk as busy.
 const BLOCKING_THREADS: usize = 8;
 
 /// Runs `future` in a new actix system and returns its output.
