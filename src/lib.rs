@@ -3,6 +3,7 @@
 pub mod actors;
 pub mod assemblyline;
 pub mod config;
+pub mod download;
 pub mod intezer;
 pub mod quota;
 pub mod report;

@@ -24,12 +24,8 @@ use tracing::{debug, warn, Instrument};
 
 use crate::config::secret::redact_json;
 use crate::config::{Environment, Secret};
+use crate::download::{write_if_small, WriteError};
 use crate::telemetry::metrics::metrics;
-
-/// Largest download read whole and written in one step. Each step of
-/// tokio's file API is a hop to a blocking thread and back, which cost more
-/// CPU than the write itself for the small files most tasks have.
-const ONE_WRITE_MAX_BYTES: u64 = 1 << 20;
 
 /// Failure of one service-server call.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +116,10 @@ pub struct ServiceServerClient {
     open_calls: Arc<Semaphore>,
 }
 
-/// Most calls other than task polls open at once. Each open call holds a
-/// connection and its buffers, so this bounds the memory a burst of tasks
-/// takes (docs/benchmarks/profile.md), while every slot can still hold its own
-/// task poll open. It is also the most idle connections kept.
+/// Maximum number of calls other than task polls open at once, and of idle
+/// connections kept. Each open call uses a connection and its buffers, so
+/// this bounds the memory a burst of tasks takes
+/// (docs/benchmarks/profile.md), while every slot keeps its own task poll.
 const MAX_OPEN_CALLS: usize = 64;
 
 /// Timeout of calls other than task polls and file transfers.
@@ -192,8 +188,8 @@ impl ServiceServerClient {
         })
     }
 
-    /// Waits for a turn to open `call`. Task polls need none: each slot
-    /// holds one open while it waits for work.
+    /// Waits for a permit to open `call`. Task polls need none, because each
+    /// slot keeps one open while it waits for work.
     async fn turn(&self, call: &'static str) -> Option<SemaphorePermit<'_>> {
         if call == "get task" {
             return None;
@@ -404,15 +400,17 @@ impl ServiceServerClient {
             call,
             message: describe(&err),
         };
-        if response
-            .content_length()
-            .is_some_and(|length| length <= ONE_WRITE_MAX_BYTES)
-        {
-            let body = response.bytes().await.map_err(unreachable)?;
-            tokio::fs::write(dest, &body).await.map_err(local)?;
-            debug!(sha256, bytes = body.len(), "downloaded task file");
-            return Ok(body.len() as u64);
-        }
+        let response = match write_if_small(response, dest).await {
+            Ok(written) => {
+                let written = written.map_err(|err| match err {
+                    WriteError::Body(err) => unreachable(err),
+                    WriteError::File(err) => local(err),
+                })?;
+                debug!(sha256, bytes = written, "downloaded task file");
+                return Ok(written);
+            }
+            Err(response) => response,
+        };
         let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
         let mut written = 0u64;
         let mut stream = response.bytes_stream();

@@ -21,16 +21,12 @@ use super::response::{is_path_segment, Reply};
 use super::retry::{Delivery, Resend};
 use super::settings::{normalize_base_url, IntezerSettings};
 use crate::config::Secret;
+use crate::download::{write_if_small, WriteError};
 
-/// Most idle connections kept for reuse. Each holds buffers of tens of
-/// KiB; a burst of requests beyond this opens connections that are closed
-/// when it ends, so the memory of a burst is given back.
+/// Maximum number of idle connections kept for reuse. Each keeps buffers
+/// of tens of KiB. Connections a burst opens beyond this are closed when it
+/// ends, so the memory of a burst is given back.
 const MAX_IDLE_CONNECTIONS: usize = 64;
-
-/// Largest download read whole and written in one step. Each step of
-/// tokio's file API is a hop to a blocking thread and back, which cost more
-/// CPU than the write itself for the small files most tasks have.
-const ONE_WRITE_MAX_BYTES: u64 = 1 << 20;
 
 /// Body of a request. No `Debug`, because the token request carries the
 /// API key in its JSON body.
@@ -319,16 +315,17 @@ impl Transport {
             return Err(IntezerError::ResponseTooLarge { endpoint, limit });
         }
 
-        let result = if response
-            .content_length()
-            .is_some_and(|length| length <= ONE_WRITE_MAX_BYTES)
-        {
-            write_whole(endpoint, response, dest).await
-        } else {
-            let file = tokio::fs::File::create(dest)
-                .await
-                .map_err(|err| local_file_error(dest, &err))?;
-            write_capped(endpoint, response, file, dest, limit).await
+        let result = match write_if_small(response, dest).await {
+            Ok(written) => written.map_err(|err| match err {
+                WriteError::Body(err) => reqwest_error(endpoint, err),
+                WriteError::File(err) => local_file_error(dest, &err),
+            }),
+            Err(response) => {
+                let file = tokio::fs::File::create(dest)
+                    .await
+                    .map_err(|err| local_file_error(dest, &err))?;
+                write_capped(endpoint, response, file, dest, limit).await
+            }
         };
         if result.is_err() {
             if let Err(err) = tokio::fs::remove_file(dest).await {
@@ -337,22 +334,6 @@ impl Transport {
         }
         result
     }
-}
-
-/// Reads a small body whole and writes it in one step.
-async fn write_whole(
-    endpoint: &'static str,
-    response: Response,
-    dest: &Path,
-) -> Result<u64, IntezerError> {
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| reqwest_error(endpoint, err))?;
-    tokio::fs::write(dest, &body)
-        .await
-        .map_err(|err| local_file_error(dest, &err))?;
-    Ok(body.len() as u64)
 }
 
 async fn write_capped(
