@@ -1,4 +1,4 @@
-//! What `/proc` tells about a process: CPU time and resident memory.
+//! Readings of a process's CPU time and resident memory from `/proc`.
 
 /// Clock ticks per second of `utime` and `stime` in `/proc/PID/stat`; 100 on
 /// every Linux this runs on (`getconf CLK_TCK`).

@@ -18,7 +18,7 @@ use super::procstat;
 /// Interval between samples of the child.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
-/// Longest a run may take before the child is killed and the run fails.
+/// Maximum time a run may take before the child is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(900);
 
 /// Runs started so far, which numbers the kept logs.
@@ -119,8 +119,8 @@ impl RunOutcome {
         (last.completed > first.completed).then_some((*first, *last))
     }
 
-    /// The service's CPU milliseconds per answered task in the steady
-    /// window.
+    /// Returns the service's CPU milliseconds per answered task in the
+    /// steady window.
     pub fn cpu_ms_per_task(&self) -> Option<f64> {
         let (first, last) = self.steady_samples()?;
         Some((last.cpu - first.cpu) * 1000.0 / (last.completed - first.completed) as f64)
@@ -139,8 +139,8 @@ impl RunOutcome {
         self.calls.iter().filter(|call| is_task_call(call))
     }
 
-    /// Every task handed out was answered once, and nothing else went
-    /// wrong.
+    /// Checks that every task handed out was answered once, with no
+    /// protocol error, and that the service exited with status 0.
     pub fn clean(&self) -> bool {
         self.exit_ok
             && self.report.lost.is_empty()
@@ -149,7 +149,7 @@ impl RunOutcome {
     }
 }
 
-/// Whether a recorded call is made for a task, rather than for the
+/// Checks whether a recorded call is made for a task, rather than for the
 /// service's token or its start-up quota check.
 pub fn is_task_call(call: &RecordedCall) -> bool {
     !matches!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use intezer_dynamic::simulator::intezer::{DefaultVerdict, RecordedCall};
-use intezer_dynamic::simulator::service_server::CompletionKind;
+use intezer_dynamic::simulator::service_server::{CompletionKind, SimFile};
 
 use super::run::{run, RunOutcome, RunSpec, Stop};
 use super::workload::FileMaker;
@@ -75,6 +75,24 @@ fn hit_settings() -> Map<String, Value> {
         "polling_period_in_seconds": 1,
         "analysis_timeout_in_seconds": 60,
     }))
+}
+
+/// Returns the settings most runs share: `files` at `concurrency`, the
+/// Intezer latency, analyses finished at the first status read, the hit
+/// settings, a 120 s task timeout and 1 s task polls, until every task is
+/// answered.
+fn task_run(concurrency: usize, files: Vec<SimFile>) -> RunSpec {
+    RunSpec {
+        concurrency,
+        files,
+        latency: INTEZER_LATENCY,
+        polls_before_finished: 0,
+        instant_strings: false,
+        config: hit_settings(),
+        task_timeout: 120,
+        long_poll: 1,
+        stop: Stop::AllAnswered,
+    }
 }
 
 /// Counts the rounds of requests in a run at concurrency 1, where the tasks'
@@ -157,9 +175,9 @@ fn check_clean(report: &mut Report, label: &str, outcome: &RunOutcome) {
     }
 }
 
-/// Runs of each concurrency in the hit section; the median run by
-/// throughput is reported, so one slow moment of a shared machine does not
-/// decide the result.
+/// Number of runs of each concurrency in the hit section. The report shows
+/// the median of each column, so one slow moment of a shared machine does
+/// not decide the result.
 const HIT_REPEATS: usize = 3;
 
 /// Measurements of one hit run, kept instead of the whole run.
@@ -216,15 +234,8 @@ pub async fn hits(report: &mut Report) {
                 (concurrency * 120).min(12_000)
             };
             let outcome = run(RunSpec {
-                concurrency,
-                files: files.known(tasks),
-                latency: INTEZER_LATENCY,
-                polls_before_finished: 0,
                 instant_strings: true,
-                config: hit_settings(),
-                task_timeout: 120,
-                long_poll: 1,
-                stop: Stop::AllAnswered,
+                ..task_run(concurrency, files.known(tasks))
             })
             .await;
             check_clean(
@@ -366,16 +377,10 @@ pub async fn mix(report: &mut Report) {
     let mut config = hit_settings();
     config.insert("polling_period_in_seconds".into(), json!(1));
     let outcome = run(RunSpec {
-        concurrency,
-        files: files.mixed(tasks, 30),
-        latency: INTEZER_LATENCY,
-        // Two polls answered "in progress", the third finds it finished.
+        // Two polls get "in progress", the third finds it finished.
         polls_before_finished: 2,
-        instant_strings: false,
         config,
-        task_timeout: 120,
-        long_poll: 1,
-        stop: Stop::AllAnswered,
+        ..task_run(concurrency, files.mixed(tasks, 30))
     })
     .await;
     check_clean(report, "miss-heavy mix", &outcome);
@@ -480,15 +485,10 @@ pub async fn rate_limited(report: &mut Report) {
     let mut config = hit_settings();
     config.insert("requests_per_minute".into(), json!(per_minute));
     let outcome = run(RunSpec {
-        concurrency,
-        files: files.known(tasks),
-        latency: INTEZER_LATENCY,
-        polls_before_finished: 0,
         instant_strings: true,
         config,
         task_timeout: 600,
-        long_poll: 1,
-        stop: Stop::AllAnswered,
+        ..task_run(concurrency, files.known(tasks))
     })
     .await;
     check_clean(report, "rate-limited", &outcome);
@@ -552,17 +552,12 @@ pub async fn memory_in_flight(report: &mut Report) {
     let mut config = hit_settings();
     config.insert("polling_period_in_seconds".into(), json!(5));
     let outcome = run(RunSpec {
-        concurrency: in_flight,
-        files: files.unknown(in_flight),
-        latency: INTEZER_LATENCY,
         // Five polls five seconds apart keep every analysis running for
         // about 25 s, long enough to sample the full load.
         polls_before_finished: 5,
-        instant_strings: false,
         config,
         task_timeout: 300,
-        long_poll: 1,
-        stop: Stop::AllAnswered,
+        ..task_run(in_flight, files.unknown(in_flight))
     })
     .await;
     check_clean(report, "1 000 in flight", &outcome);
@@ -611,16 +606,11 @@ pub async fn idle(report: &mut Report) {
         Duration::from_secs(30)
     };
     let outcome = run(RunSpec {
-        concurrency: 16,
-        files: Vec::new(),
         latency: Duration::ZERO,
-        polls_before_finished: 0,
-        instant_strings: false,
-        config: hit_settings(),
-        task_timeout: 120,
         // AL's own long poll, as a real cluster runs it.
         long_poll: 30,
         stop: Stop::After(settle + window),
+        ..task_run(16, Vec::new())
     })
     .await;
     let first = outcome.samples.iter().find(|sample| sample.at >= settle);

@@ -58,7 +58,7 @@ impl FileMaker {
         self.next_where(|verdict| verdict == case)
     }
 
-    /// A file Intezer does not know until it is uploaded.
+    /// Makes a file Intezer does not know until it is uploaded.
     fn next_unknown(&mut self) -> SimFile {
         self.next_where(|verdict| !verdict.is_known())
     }

@@ -286,10 +286,11 @@ impl Pipeline {
                     let reason = &failure.reason;
                     warn!(sha256 = %task.sha256, sub_file = %sha256, reason = %reason, "sub-file not extracted");
                     notes.push(format!("{sha256} not extracted: {reason}"));
-                    // What a failed download left in `dest` is overwritten
-                    // by the next sub-file and emptied with the working
-                    // folder; deleting it would cost the next one a new
-                    // inode.
+                    // What a failed download left in `dest` stays: the next
+                    // sub-file overwrites it and the working folder is
+                    // emptied after the task, while deleting it would cost
+                    // the next file a new inode.
+                    //
                     // A file Intezer does not have says nothing about the
                     // next one. Any other failure (a plan without downloads,
                     // the quota) would repeat, so the rest are skipped.

@@ -5,9 +5,9 @@
 //! the service's CPU time at hundreds of tasks a second, most of it in
 //! ext4's inode allocation (docs/benchmarks/profile.md). Here a task's
 //! files have fixed names, and emptying the folder truncates them instead
-//! of deleting them, so the next task writes into the same inodes. No task's bytes stay on
-//! disk after its answer is posted, and the folder itself is removed when
-//! the slot ends.
+//! of deleting them, so the next task writes into the same inodes. No
+//! task's bytes stay on disk after its result or error is posted, and the
+//! folder itself is removed when the slot ends.
 
 use std::fs::{self, OpenOptions};
 use std::io;

@@ -74,9 +74,9 @@ pub struct IntezerSettings {
     /// each time it is built with this setting.
     pub tls_verify: bool,
     pub user_agent: String,
-    /// Most requests open at once; more wait for one to end. Each open
-    /// request holds a connection and its buffers, so this bounds the
-    /// memory a burst of tasks can take, and the idle connections kept.
+    /// Maximum number of requests open at once; more wait for one to end.
+    /// Each open request uses a connection and its buffers, so this bounds
+    /// the memory a burst of tasks can take, and the idle connections kept.
     pub max_requests_in_flight: usize,
 }
 
