@@ -11,7 +11,9 @@ use serde_json::{json, Map, Value};
 
 use intezer_dynamic::runtime::{self, ServeExit, ServeOptions};
 use intezer_dynamic::simulator::faults::{FaultPlan, InjectedFault};
-use intezer_dynamic::simulator::intezer::{DefaultOptions, IntezerBehaviour, IntezerSimulator};
+use intezer_dynamic::simulator::intezer::{
+    DefaultOptions, IntezerBehaviour, IntezerSimulator, RecordedCall,
+};
 use intezer_dynamic::simulator::service_server::{
     Completion, CompletionKind, ServiceServerOptions, ServiceServerSimulator, SimFile, SimReport,
 };
@@ -22,6 +24,9 @@ const SAMPLES: &[&str] = &[
     "pe_nsis_stub.exe",
     "pe_nsis_system.dll",
 ];
+
+/// Intezer API key the service is configured with and the simulator accepts.
+const API_KEY: &str = "test-key";
 
 /// Faults to inject, and the settings a test needs.
 #[derive(Default)]
@@ -38,6 +43,7 @@ struct Setup {
 struct Run {
     report: SimReport,
     intezer_faults: Vec<InjectedFault>,
+    intezer_calls: Vec<RecordedCall>,
     server_faults: Vec<InjectedFault>,
 }
 
@@ -71,6 +77,8 @@ async fn run(setup: Setup) -> Run {
     let intezer = IntezerSimulator::start_with_faults(
         IntezerBehaviour::Default(DefaultOptions {
             polls_before_finished: 1,
+            // Tokens are checked, as Intezer does, so expired ones are rejected.
+            api_key: Some(API_KEY.to_string()),
             ..DefaultOptions::default()
         }),
         0,
@@ -80,7 +88,7 @@ async fn run(setup: Setup) -> Run {
     .unwrap();
     let mut config = json!({
         "base_url": intezer.base_url(),
-        "api_key": "test-key",
+        "api_key": API_KEY,
         "polling_period_in_seconds": 1,
         "analysis_timeout_in_seconds": 20,
     });
@@ -129,6 +137,7 @@ async fn run(setup: Setup) -> Run {
     let run = Run {
         report: server.report(),
         intezer_faults: intezer.injected_faults(),
+        intezer_calls: intezer.calls(),
         server_faults: server.injected_faults(),
     };
     intezer.stop().await;
@@ -225,15 +234,25 @@ async fn intezer_malformed_json_is_answered() {
     assert!(run.results().len() >= SAMPLES.len() - 1);
 }
 
+/// Every access token expires while the tasks are in flight: the first
+/// lookup gets 401 and the simulator invalidates its tokens, so each request
+/// still carrying the old one gets 401 as well. The service fetches one new
+/// token for all of them and repeats each request once.
 #[actix_rt::test]
-async fn intezer_expired_token_is_renewed() {
+async fn intezer_expired_tokens_are_renewed() {
     let run = run(Setup {
-        intezer: &["files.latest-analysis=401,first=2"],
+        intezer: &["files.latest-analysis=expire-tokens,first=1"],
         ..Setup::default()
     })
     .await;
-    assert_eq!(run.intezer_faults.len(), 2);
+    assert_eq!(run.intezer_faults.len(), 1);
     assert_eq!(run.results().len(), SAMPLES.len());
+    let token_fetches = run
+        .intezer_calls
+        .iter()
+        .filter(|call| call.endpoint == "get-access-token")
+        .count();
+    assert_eq!(token_fetches, 2, "the first token and one renewal");
 }
 
 #[actix_rt::test]
@@ -429,6 +448,24 @@ fn service_server_rejects_alteration_of_state_changing_calls() {
         .err()
         .expect("the plan is rejected");
     assert!(err.to_string().contains("post-task"), "{err}");
+}
+
+#[test]
+fn service_server_rejects_token_expiry() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime
+        .block_on(ServiceServerSimulator::start(
+            ServiceServerOptions {
+                faults: FaultPlan::parse(&["get-task=expire-tokens"], 1).unwrap(),
+                ..ServiceServerOptions::default()
+            },
+            0,
+        ))
+        .err()
+        .expect("the plan is rejected");
+    let message = err.to_string();
+    assert!(message.contains("expire-tokens on get-task"), "{message}");
+    assert!(message.contains("status:401"), "{message}");
 }
 
 #[actix_rt::test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use intezer_dynamic::simulator::faults::FaultPlan;
 use intezer_dynamic::simulator::intezer::{
     DefaultOptions, DefaultVerdict, IntezerBehaviour, IntezerSimHandle, IntezerSimulator,
     RecordedCall,
@@ -1437,6 +1438,49 @@ async fn default_api_key_rejects_bad_credentials() {
         client.get("/current-quota-usage").await.status(),
         StatusCode::OK
     );
+    handle.stop().await;
+}
+
+/// The `expire-tokens` fault returns 401 and makes every token issued so
+/// far stop working, until a new one is fetched.
+#[tokio::test(flavor = "multi_thread")]
+async fn expire_tokens_fault_revokes_issued_tokens() {
+    let handle = IntezerSimulator::start_with_faults(
+        IntezerBehaviour::Default(DefaultOptions {
+            api_key: Some(API_KEY.to_string()),
+            ..DefaultOptions::default()
+        }),
+        0,
+        FaultPlan::parse(&["analyses.status=expire-tokens,first=1"], 1).unwrap(),
+    )
+    .await
+    .expect("simulator starts");
+    let mut client = ApiClient::new(&handle);
+    client.authenticate().await;
+    assert_eq!(
+        client.get("/current-quota-usage").await.status(),
+        StatusCode::OK
+    );
+
+    let status_path = "/analyses/00000000-0000-4000-8000-000000000000";
+    assert_eq!(
+        client.get(status_path).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client.get("/current-quota-usage").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old token no longer works"
+    );
+
+    client.authenticate().await;
+    assert_eq!(
+        client.get("/current-quota-usage").await.status(),
+        StatusCode::OK
+    );
+    let injected = handle.injected_faults();
+    assert_eq!(injected.len(), 1);
+    assert_eq!(injected[0].fault, "expire-tokens");
     handle.stop().await;
 }
 

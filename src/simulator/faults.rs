@@ -75,6 +75,12 @@ pub enum Fault {
     /// `stuck`: HTTP 202 `{"status": "in_progress"}` in place of the real
     /// response, as an analysis that never finishes.
     Stuck,
+    /// `expire-tokens`: HTTP 401, and the Intezer simulator invalidates every
+    /// access token it has issued, as when they all expire at once. Other
+    /// requests with an old token then get 401 too where the simulator
+    /// checks tokens. The service-server simulator has no tokens and
+    /// refuses this fault.
+    ExpireTokens,
 }
 
 /// When a fault acts.
@@ -93,7 +99,8 @@ impl Fault {
             | Fault::Disconnect
             | Fault::Hang
             | Fault::MalformedJson
-            | Fault::HugeBody { .. } => Stage::Before,
+            | Fault::HugeBody { .. }
+            | Fault::ExpireTokens => Stage::Before,
             Fault::SlowBody { .. } | Fault::Truncated | Fault::WrongBytes | Fault::Stuck => {
                 Stage::After
             }
@@ -105,6 +112,7 @@ impl Fault {
     pub fn recorded_status(&self) -> u16 {
         match self {
             Fault::Status(code) => *code,
+            Fault::ExpireTokens => 401,
             Fault::Hang => 0,
             Fault::Stuck => 202,
             _ => 200,
@@ -124,6 +132,7 @@ impl fmt::Display for Fault {
             Fault::Truncated => f.write_str("truncated"),
             Fault::WrongBytes => f.write_str("wrong-bytes"),
             Fault::Stuck => f.write_str("stuck"),
+            Fault::ExpireTokens => f.write_str("expire-tokens"),
         }
     }
 }
@@ -152,7 +161,7 @@ pub struct FaultRule {
 #[error(
     "invalid fault rule {rule:?}: {reason}; write TARGET=FAULT[,first=N|,rate=P] with FAULT one of \
      status:CODE, disconnect, hang, malformed-json, huge-body[:MIB], slow-body[:MS], truncated, \
-     wrong-bytes, stuck"
+     wrong-bytes, stuck, expire-tokens"
 )]
 pub struct FaultRuleError {
     pub rule: String,
@@ -225,6 +234,7 @@ fn parse_fault(text: &str) -> Result<Fault, String> {
         "truncated" => Fault::Truncated,
         "wrong-bytes" => Fault::WrongBytes,
         "stuck" => Fault::Stuck,
+        "expire-tokens" => Fault::ExpireTokens,
         other => return Err(format!("unknown fault {other:?}")),
     };
     Ok(fault)
@@ -367,21 +377,8 @@ pub async fn hang() {
 /// by the caller first, with [`hang`].
 pub fn replacement_response(fault: &Fault) -> HttpResponse {
     match fault {
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = format!("injected fault: HTTP {code}");
-            let mut builder = HttpResponse::build(status);
-            if *code == 429 {
-                builder.insert_header((header::RETRY_AFTER, "1"));
-            }
-            // Both simulated APIs' error shapes in one body.
-            builder.json(json!({
-                "error": message,
-                "api_response": null,
-                "api_error_message": message,
-                "api_status_code": code,
-            }))
-        }
+        Fault::Status(code) => error_response(*code),
+        Fault::ExpireTokens => error_response(fault.recorded_status()),
         Fault::Disconnect => HttpResponse::Ok()
             .content_type("application/json")
             .streaming(stream::once(async {
@@ -394,6 +391,24 @@ pub fn replacement_response(fault: &Fault) -> HttpResponse {
         Fault::Hang => HttpResponse::GatewayTimeout().finish(),
         after => altered_response(after, StatusCode::OK, None, Bytes::new()),
     }
+}
+
+/// Builds an injected error response with status `code`; a 429 carries
+/// `Retry-After: 1`.
+fn error_response(code: u16) -> HttpResponse {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("injected fault: HTTP {code}");
+    let mut builder = HttpResponse::build(status);
+    if code == 429 {
+        builder.insert_header((header::RETRY_AFTER, "1"));
+    }
+    // Both simulated APIs' error shapes in one body.
+    builder.json(json!({
+        "error": message,
+        "api_response": null,
+        "api_error_message": message,
+        "api_status_code": code,
+    }))
 }
 
 /// Builds the response of a [`Stage::After`] fault from the response the
@@ -492,6 +507,11 @@ mod tests {
 
         let rule: FaultRule = "files.download=huge-body".parse().unwrap();
         assert_eq!(rule.fault, Fault::HugeBody { mib: 80 });
+
+        let rule: FaultRule = "analyses.status=expire-tokens,first=1".parse().unwrap();
+        assert_eq!(rule.fault, Fault::ExpireTokens);
+        assert_eq!(rule.fault.stage(), Stage::Before);
+        assert_eq!(rule.fault.to_string(), "expire-tokens");
     }
 
     #[test]

@@ -327,6 +327,9 @@ impl SimInner {
 
         let before = self.faults.pick(endpoint.name(), Stage::Before);
         let mut reply = if let Some(fault) = before {
+            if fault == Fault::ExpireTokens {
+                self.issued_tokens.clear();
+            }
             Reply::fault(fault)
         } else if require_authorization && !authorized && !endpoint.is_open() {
             Reply::error(401, "Invalid or missing access token")

@@ -351,6 +351,14 @@ fn check_fault_targets(plan: &FaultPlan) -> std::io::Result<()> {
                 ),
             ));
         }
+        if rule.fault == Fault::ExpireTokens {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "fault expire-tokens on {target} is not supported: the service server has                      no access tokens; use status:401 for a rejected API key"
+                ),
+            ));
+        }
         if rule.fault.stage() == Stage::After && target != "*" && !ALTERABLE_CALLS.contains(&target)
         {
             return Err(std::io::Error::new(
