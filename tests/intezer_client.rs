@@ -1026,11 +1026,12 @@ async fn submit_file_not_resent_after_timeout() {
     mount_token(&server, 1).await;
     let slow = ResponseTemplate::new(201)
         .set_body_json(json!({ "result_url": format!("/analyses/{ANALYSIS_ID}") }))
-        .set_delay(Duration::from_secs(3));
+        .set_delay(Duration::from_secs(10));
     mount_analyze(&server, slow, 1).await;
     let (_dir, file_path) = sample_file(b"content");
     let mut settings = settings(&server);
-    settings.request_timeout = Duration::from_millis(200);
+    // Long enough for the token request on a loaded test machine.
+    settings.request_timeout = Duration::from_secs(1);
 
     let result = IntezerClient::new(settings)
         .unwrap()
@@ -1118,7 +1119,7 @@ async fn retry_forever_stops_at_deadline() {
     let mut settings = settings(&server);
     settings.retry.retry_forever = true;
     settings.retry.max_attempts = 1;
-    let deadline = Instant::now() + Duration::from_millis(300);
+    let deadline = Instant::now() + Duration::from_secs(2);
 
     let result = IntezerClient::new(settings)
         .unwrap()
@@ -1134,7 +1135,7 @@ async fn retry_forever_stops_at_deadline() {
         ),
         "{result:?}"
     );
-    assert!(Instant::now() < deadline + Duration::from_millis(500));
+    assert!(Instant::now() < deadline + Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -1225,10 +1226,11 @@ async fn rate_limit_reset_header_gives_wait() {
 async fn read_timeout_is_retried_for_reads() {
     let server = MockServer::start().await;
     mount_token(&server, 1).await;
-    let slow = ResponseTemplate::new(200).set_delay(Duration::from_secs(3));
+    let slow = ResponseTemplate::new(200).set_delay(Duration::from_secs(10));
     mount_get(&server, &latest_path(), slow, 2).await;
     let mut settings = settings(&server);
-    settings.request_timeout = Duration::from_millis(150);
+    // Long enough for the token request on a loaded test machine.
+    settings.request_timeout = Duration::from_secs(1);
     settings.retry.max_attempts = 2;
 
     let result = IntezerClient::new(settings)
@@ -1605,7 +1607,7 @@ async fn strings_poll_stops_at_deadline() {
             ANALYSIS_ID,
             SUB_ID,
             Duration::from_millis(50),
-            Instant::now() + Duration::from_millis(400),
+            Instant::now() + Duration::from_secs(2),
         )
         .await;
 

@@ -44,8 +44,15 @@ fn key_limits(requests_per_minute: u32, burst: u32, file_scans_per_day: u64) -> 
     }
 }
 
+/// Settings of one container's shared quota. The command timeout is longer
+/// than the default, so that a stall of a loaded test machine is not taken
+/// for a Redis outage, which would make the guard fall back to its local
+/// share mid-test.
 fn shared_settings(url: &str, containers: u32) -> SharedQuotaSettings {
-    SharedQuotaSettings::new(Secret::new(url), &Secret::new(API_KEY), containers)
+    SharedQuotaSettings {
+        command_timeout: Duration::from_secs(2),
+        ..SharedQuotaSettings::new(Secret::new(url), &Secret::new(API_KEY), containers)
+    }
 }
 
 fn shared_guard(url: &str, limits: QuotaSettings, containers: u32) -> Arc<QuotaGuard> {

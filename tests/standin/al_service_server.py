@@ -392,6 +392,8 @@ class Simulation:
         self.safelist = {"match": {}, "regex": {}}
 
         self.changed = threading.Condition()
+        # Handler threads write the report concurrently, so writes take turns.
+        self.report_lock = threading.Lock()
         self.registrations = 0
         self.manifest = None
         self.pending = []          # list of (sid, file record) not handed out yet
@@ -438,11 +440,12 @@ class Simulation:
     def write_report(self):
         if not self.report_path:
             return
-        report = self.snapshot()
-        temporary = f"{self.report_path}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-        os.replace(temporary, self.report_path)
+        with self.report_lock:
+            report = self.snapshot()
+            temporary = f"{self.report_path}.tmp"
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2)
+            os.replace(temporary, self.report_path)
 
     def build_task(self, sid, record, container_id):
         defaults = {}
