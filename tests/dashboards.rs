@@ -143,7 +143,7 @@ fn render_all_metrics() -> String {
 /// Every metric a panel or rule reads is one the service exports.
 #[test]
 fn queries_read_exported_metrics() {
-    let exported = render_all_metrics();
+    let exported = metrics().family_names();
     let rules = std::fs::read_to_string(dashboards().join("alerts.yml")).unwrap();
     let mut sources = expressions();
     sources.push(rules);
@@ -157,7 +157,7 @@ fn queries_read_exported_metrics() {
                 .trim_end_matches("_sum")
                 .trim_end_matches("_count");
             assert!(
-                exported.contains(&format!("# HELP {base} ")),
+                exported.iter().any(|family| family == base),
                 "{name} is not exported"
             );
         }

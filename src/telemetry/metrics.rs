@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -15,6 +16,8 @@ use prometheus::{
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
+    /// Name of every family registered, prefix included.
+    families: Vec<String>,
     pub tasks_received: IntCounter,
     /// Labels: `outcome` = result, recoverable_error, nonrecoverable_error,
     /// unposted.
@@ -75,6 +78,9 @@ pub struct Metrics {
     outage_breaker_open: AtomicBool,
 }
 
+/// Prefix of every metric name.
+const PREFIX: &str = "intezer_dynamic";
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// Returns the process's metrics, registered on first use.
@@ -82,20 +88,41 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+/// The registry being filled, with the names of the families registered.
+struct Registrar {
+    registry: Registry,
+    families: Vec<String>,
+}
+
+impl Registrar {
+    /// Registers `collector` and records the names of its families.
+    fn add<C: Collector + Clone + 'static>(&mut self, collector: &C) {
+        self.families.extend(family_names(collector));
+        self.registry
+            .register(Box::new(collector.clone()))
+            .expect("metric names are unique");
+    }
+}
+
+/// Returns the full names of the families `collector` exports.
+fn family_names(collector: &impl Collector) -> Vec<String> {
+    collector
+        .desc()
+        .iter()
+        .map(|desc| format!("{PREFIX}_{}", desc.fq_name))
+        .collect()
+}
+
+fn gauge(registrar: &mut Registrar, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("metric definition is valid");
-    registry
-        .register(Box::new(gauge.clone()))
-        .expect("metric names are unique");
+    registrar.add(&gauge);
     gauge
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+fn histogram(registrar: &mut Registrar, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .expect("metric definition is valid");
-    registry
-        .register(Box::new(histogram.clone()))
-        .expect("metric names are unique");
+    registrar.add(&histogram);
     histogram
 }
 
@@ -111,33 +138,35 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter_vec(
+    registrar: &mut Registrar,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     let counter =
         IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    registry
-        .register(Box::new(counter.clone()))
-        .expect("metric names are unique");
+    registrar.add(&counter);
     counter
 }
 
 impl Metrics {
     fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("intezer_dynamic".to_string()), None)
-            .expect("registry prefix is valid");
+        let mut registrar = Registrar {
+            registry: Registry::new_custom(Some(PREFIX.to_string()), None)
+                .expect("registry prefix is valid"),
+            families: Vec::new(),
+        };
 
         let tasks_received = IntCounter::new(
             "tasks_received_total",
             "Tasks taken from the service server.",
         )
         .expect("metric definition is valid");
-        registry
-            .register(Box::new(tasks_received.clone()))
-            .expect("metric names are unique");
+        registrar.add(&tasks_received);
         let tasks_in_flight = IntGauge::new("tasks_in_flight", "Tasks taken and not answered yet.")
             .expect("metric definition is valid");
-        registry
-            .register(Box::new(tasks_in_flight.clone()))
-            .expect("metric names are unique");
+        registrar.add(&tasks_in_flight);
 
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -150,18 +179,19 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry
-            .register(Box::new(build_info))
-            .expect("metric names are unique");
+        registrar.add(&build_info);
 
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = registry.register(Box::new(process));
+            let names = family_names(&process);
+            if registrar.registry.register(Box::new(process)).is_ok() {
+                registrar.families.extend(names);
+            }
         }
 
         let task_duration = histogram(
-            &registry,
+            &mut registrar,
             "task_duration_seconds",
             "Seconds from taking a task to posting its answer.",
             vec![
@@ -169,7 +199,7 @@ impl Metrics {
             ],
         );
         let analysis_wait = histogram(
-            &registry,
+            &mut registrar,
             "analysis_wait_seconds",
             "Seconds spent waiting for a submitted analysis to finish.",
             vec![
@@ -187,28 +217,24 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("metric definition is valid");
-        registry
-            .register(Box::new(intezer_request_duration.clone()))
-            .expect("metric names are unique");
+        registrar.add(&intezer_request_duration);
         let analyses_in_flight =
             IntGauge::new("analyses_in_flight", "Submitted analyses being polled.")
                 .expect("metric definition is valid");
-        registry
-            .register(Box::new(analyses_in_flight.clone()))
-            .expect("metric names are unique");
+        registrar.add(&analyses_in_flight);
 
         let quota_tokens_left = gauge(
-            &registry,
+            &mut registrar,
             "quota_tokens_left",
             "Request tokens available now (estimate); -1 when unlimited.",
         );
         let quota_file_scans_left = gauge(
-            &registry,
+            &mut registrar,
             "quota_file_scans_left_today",
             "File scans left until 00:00 UTC; -1 when unlimited.",
         );
         let quota_waiting = gauge(
-            &registry,
+            &mut registrar,
             "quota_waiting",
             "Calls waiting for a quota token.",
         );
@@ -220,12 +246,10 @@ impl Metrics {
             &["breaker"],
         )
         .expect("metric definition is valid");
-        registry
-            .register(Box::new(quota_breaker_state.clone()))
-            .expect("metric names are unique");
+        registrar.add(&quota_breaker_state);
 
         let quota_wait = histogram(
-            &registry,
+            &mut registrar,
             "quota_wait_seconds",
             "Seconds a call waited for the quota guard.",
             vec![
@@ -234,22 +258,22 @@ impl Metrics {
         );
 
         let quota_backend_state = gauge(
-            &registry,
+            &mut registrar,
             "quota_backend_state",
             "Where the quota is enforced: 0 in this container, 1 shared in Redis, 2 this container's share while Redis is unreachable.",
         );
         let quota_shared_tokens_left = gauge(
-            &registry,
+            &mut registrar,
             "quota_shared_tokens_left",
             "Request tokens in the Redis-shared bucket, as last read; -1 when unknown, unlimited or not shared.",
         );
         let quota_shared_file_scans_used = gauge(
-            &registry,
+            &mut registrar,
             "quota_shared_file_scans_used_today",
             "File scans counted in Redis today (UTC) for the API key; -1 when unknown or not shared.",
         );
         let quota_shared_file_scans_left = gauge(
-            &registry,
+            &mut registrar,
             "quota_shared_file_scans_left_today",
             "File scans left in the Redis-shared budget until 00:00 UTC; -1 when unknown, unlimited or not shared.",
         );
@@ -272,7 +296,7 @@ impl Metrics {
             quota_waiting,
             quota_breaker_state,
             quota_events: counter_vec(
-                &registry,
+                &mut registrar,
                 "quota_events_total",
                 "Quota guard events: waits, 429 pauses, deadline, budget and breaker rejections.",
                 &["event"],
@@ -282,59 +306,67 @@ impl Metrics {
             intezer_request_duration,
             analyses_in_flight,
             intezer_requests: counter_vec(
-                &registry,
+                &mut registrar,
                 "intezer_requests_total",
                 "Intezer requests, by endpoint and status class.",
                 &["endpoint", "status_class"],
             ),
             service_server_requests: counter_vec(
-                &registry,
+                &mut registrar,
                 "service_server_requests_total",
                 "Service-server requests, by call and status.",
                 &["call", "status"],
             ),
             heuristics: counter_vec(
-                &registry,
+                &mut registrar,
                 "heuristics_total",
                 "Heuristics raised in posted results, by id.",
                 &["heur_id"],
             ),
             tasks_completed: counter_vec(
-                &registry,
+                &mut registrar,
                 "tasks_completed_total",
                 "Tasks answered, by outcome.",
                 &["outcome"],
             ),
             lookups: counter_vec(
-                &registry,
+                &mut registrar,
                 "lookups_total",
                 "Intezer hash lookups, by outcome.",
                 &["outcome"],
             ),
             submissions: counter_vec(
-                &registry,
+                &mut registrar,
                 "submissions_total",
                 "File uploads to Intezer, by outcome.",
                 &["outcome"],
             ),
             verdicts: counter_vec(
-                &registry,
+                &mut registrar,
                 "verdicts_total",
                 "Results posted, by verdict.",
                 &["verdict"],
             ),
             extracted_files: counter_vec(
-                &registry,
+                &mut registrar,
                 "extracted_files_total",
                 "Sub-files extracted, by where they came from.",
                 &["source"],
             ),
             tasks_received,
             tasks_in_flight,
-            registry,
+            registry: registrar.registry,
+            families: registrar.families,
             ready: AtomicBool::new(false),
             outage_breaker_open: AtomicBool::new(false),
         }
+    }
+
+    /// Returns the name of every metric family the service exports. Unlike
+    /// the rendered text, it lists labelled families that have no label set
+    /// yet.
+    pub fn family_names(&self) -> &[String] {
+        &self.families
     }
 
     /// Renders the metrics in Prometheus's text format.
@@ -394,9 +426,23 @@ mod tests {
         let readme = include_str!("../../README.md");
         let listed = |name: &str| readme.contains(&format!("| `{name}`"));
         let metrics = metrics();
-        let mut missing = Vec::new();
+        let names = metrics.family_names();
         for family in metrics.registry.gather() {
-            let name = family.name();
+            assert!(
+                names.iter().any(|name| name == family.name()),
+                "{} was registered without its name being recorded",
+                family.name()
+            );
+        }
+        assert!(
+            names
+                .iter()
+                .any(|name| name == "intezer_dynamic_heuristics_total"),
+            "labelled families are listed before they have a label set"
+        );
+
+        let mut missing = Vec::new();
+        for name in names {
             let short = name.strip_prefix("intezer_dynamic_").unwrap_or(name);
             let documented = if short.starts_with("process_") {
                 listed("process_*")
@@ -404,7 +450,7 @@ mod tests {
                 listed(short)
             };
             if !documented {
-                missing.push(name.to_string());
+                missing.push(name.clone());
             }
         }
         assert!(missing.is_empty(), "README metric table lacks {missing:?}");
