@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::intezer_mock::*;
+use common::logs::CapturedLogs;
 use intezer_dynamic::config::Secret;
 use intezer_dynamic::intezer::{AnalysisState, IntezerClient, IntezerError, IntezerSettings};
 use intezer_dynamic::quota::Limiter;
@@ -124,7 +124,7 @@ async fn tls_verify_off_logs_warning() {
     let mut settings = settings(&server);
     settings.tls_verify = false;
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let _guard = logs.capture();
 
     let result = IntezerClient::new(settings);
 
@@ -1895,7 +1895,7 @@ async fn logs_never_contain_api_key_or_token() {
     )
     .await;
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let _guard = logs.capture();
 
     let result = client(&server)
         .latest_analysis(SHA256, false, deadline())
@@ -1907,45 +1907,6 @@ async fn logs_never_contain_api_key_or_token() {
     assert!(text.contains("access token rejected"), "{text}");
     assert!(!text.contains(API_KEY), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
-}
-
-/// A log sink for `tracing_subscriber` that keeps everything in memory.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    /// Builds a subscriber that writes every event of every crate, at every level,
-    /// to this sink.
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(self.clone())
-            .with_ansi(false)
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[tokio::test]

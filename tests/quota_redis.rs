@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,6 +25,7 @@ use intezer_dynamic::simulator::intezer::{
 use redis::AsyncCommands;
 use tokio::time::Instant;
 
+use common::logs::CapturedLogs;
 use common::redis_server::RedisServer;
 
 const API_KEY: &str = "shared-quota-test-key";
@@ -556,12 +557,8 @@ async fn acl_user_with_documented_rule_shares() {
     let Some(redis) = RedisServer::start_with(&args, false) else {
         return;
     };
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::default();
+    let _logging = logs.capture();
     let url = format!("redis://quota:acl-pass@127.0.0.1:{}/0", redis.port());
     let guard = shared_guard(&url, key_limits(60, 5, 100), 2);
     wait_for_all(std::slice::from_ref(&guard), SharedState::Shared).await;
@@ -588,35 +585,6 @@ async fn acl_user_with_documented_rule_shares() {
     assert_eq!(shared.file_scans_used_today, Some(3));
 }
 
-/// A `MakeWriter` that keeps every log line in memory.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
-}
-
 /// A wrong Redis password falls back, the right one shares, and neither
 /// password shows in any log line, error or `Debug` output.
 #[tokio::test]
@@ -627,13 +595,8 @@ async fn redis_password_never_shown() {
     let Some(redis) = RedisServer::start_with(&args, false) else {
         return;
     };
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::default();
+    let _logging = logs.capture();
 
     let wrong_url = format!("redis://:{wrong}@127.0.0.1:{}", redis.port());
     let rejected = shared_guard(&wrong_url, key_limits(60, 1, 0), 2);

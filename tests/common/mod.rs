@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod intezer_mock;
+pub mod logs;
 pub mod redis_server;
 pub mod replay;
 
