@@ -434,36 +434,32 @@ async fn huge_task_poll_body_is_rejected() {
     assert_eq!(run.results().len(), SAMPLES.len());
 }
 
-#[test]
-fn service_server_rejects_alteration_of_state_changing_calls() {
+/// Returns the error that starting the service-server simulator with the
+/// fault `rule` gives.
+fn service_server_plan_error(rule: &str) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let err = runtime
         .block_on(ServiceServerSimulator::start(
             ServiceServerOptions {
-                faults: FaultPlan::parse(&["post-task=truncated"], 1).unwrap(),
+                faults: FaultPlan::parse(&[rule], 1).unwrap(),
                 ..ServiceServerOptions::default()
             },
             0,
         ))
         .err()
         .expect("the plan is rejected");
-    assert!(err.to_string().contains("post-task"), "{err}");
+    err.to_string()
+}
+
+#[test]
+fn service_server_rejects_alteration_of_state_changing_calls() {
+    let message = service_server_plan_error("post-task=truncated");
+    assert!(message.contains("post-task"), "{message}");
 }
 
 #[test]
 fn service_server_rejects_token_expiry() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let err = runtime
-        .block_on(ServiceServerSimulator::start(
-            ServiceServerOptions {
-                faults: FaultPlan::parse(&["get-task=expire-tokens"], 1).unwrap(),
-                ..ServiceServerOptions::default()
-            },
-            0,
-        ))
-        .err()
-        .expect("the plan is rejected");
-    let message = err.to_string();
+    let message = service_server_plan_error("get-task=expire-tokens");
     assert!(message.contains("expire-tokens on get-task"), "{message}");
     assert!(message.contains("status:401"), "{message}");
 }
