@@ -914,6 +914,27 @@ fn sub_analysis_by_source<'a>(subs: &'a Value, source: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {source} sub-analysis in {subs}"))
 }
 
+/// Starts the strings operation of the known malicious root and returns the
+/// client and the operation's result URL.
+async fn start_root_strings(handle: &IntezerSimHandle) -> (ApiClient, String) {
+    let (client, _, analysis) = known_malicious_analysis(handle).await;
+    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
+    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, operation) = status_and_json(
+        client
+            .post(&format!("{analysis}/sub-analyses/{root_id}/strings"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let strings_url = operation["result_url"].as_str().unwrap().to_string();
+    (client, strings_url)
+}
+
 /// The malicious TTPs hold one signature per category heuristic (5 to 11),
 /// an unmapped one (4) and a silent one, with every mark kind the service
 /// tags, and they build a Signatures section with an IOC table.
@@ -1085,23 +1106,9 @@ async fn default_malicious_root_has_genes_and_indicators() {
 #[tokio::test(flavor = "multi_thread")]
 async fn default_malicious_root_strings_poll_once() {
     let handle = start_default(DefaultOptions::default()).await;
-    let (client, _, analysis) = known_malicious_analysis(&handle).await;
-    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
-    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    let (status, operation) = status_and_json(
-        client
-            .post(&format!("{analysis}/sub-analyses/{root_id}/strings"))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201);
-    let strings_url = operation["result_url"].as_str().unwrap();
-    let first = status_and_json(client.get(strings_url).await).await;
-    let second = status_and_json(client.get(strings_url).await).await;
+    let (client, strings_url) = start_root_strings(&handle).await;
+    let first = status_and_json(client.get(&strings_url).await).await;
+    let second = status_and_json(client.get(&strings_url).await).await;
 
     assert_eq!(first, (202, json!({ "status": "in_progress" })));
     assert_eq!(second.0, 200);
@@ -1134,22 +1141,8 @@ async fn default_instant_strings_finish_at_first_read() {
         ..DefaultOptions::default()
     })
     .await;
-    let (client, _, analysis) = known_malicious_analysis(&handle).await;
-    let (_, subs) = status_and_json(client.get(&format!("{analysis}/sub-analyses")).await).await;
-    let root_id = sub_analysis_by_source(&subs, "root")["sub_analysis_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    let (status, operation) = status_and_json(
-        client
-            .post(&format!("{analysis}/sub-analyses/{root_id}/strings"))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (status, body) =
-        status_and_json(client.get(operation["result_url"].as_str().unwrap()).await).await;
+    let (client, strings_url) = start_root_strings(&handle).await;
+    let (status, body) = status_and_json(client.get(&strings_url).await).await;
 
     assert_eq!(status, 200);
     assert_eq!(body["status"], "succeeded");
