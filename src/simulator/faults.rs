@@ -79,7 +79,7 @@ pub enum Fault {
     /// access token it has issued, as when they all expire at once. Other
     /// requests with an old token then get 401 too where the simulator
     /// checks tokens. The service-server simulator has no tokens and
-    /// refuses this fault.
+    /// rejects this fault.
     ExpireTokens,
 }
 

@@ -355,7 +355,8 @@ fn check_fault_targets(plan: &FaultPlan) -> std::io::Result<()> {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "fault expire-tokens on {target} is not supported: the service server has                      no access tokens; use status:401 for a rejected API key"
+                    "fault expire-tokens on {target} is not supported: the service server has \
+                     no access tokens; use status:401 for a rejected API key"
                 ),
             ));
         }
