@@ -191,6 +191,7 @@ async fn intezer_disconnects_are_retried() {
 async fn intezer_hang_ends_in_recoverable_error() {
     let run = run(Setup {
         intezer: &["files.latest-analysis=hang,first=1"],
+        // Long enough for the healthy tasks to finish on a loaded machine.
         timeout: Some(16),
         ..Setup::default()
     })

@@ -33,11 +33,11 @@ impl CapturedLogs {
 /// Registers a second dispatcher that lives as long as the test process.
 ///
 /// tracing-core caches, per call site, whether any dispatcher wants its
-/// events. While only one dispatcher is registered, it takes the answer of
+/// events. While only one dispatcher is registered, it uses the choice of
 /// the default dispatcher of the thread that reaches the call site first.
 /// When that is a parallel test's thread without a subscriber, the call
 /// site is muted for every thread, the capturing one included. With two or
-/// more dispatchers registered, tracing-core combines the answers of all.
+/// more dispatchers registered, tracing-core combines the choices of all.
 fn keep_a_second_dispatcher() {
     static SECOND: OnceLock<Dispatch> = OnceLock::new();
     SECOND.get_or_init(|| Dispatch::new(NoSubscriber::default()));
